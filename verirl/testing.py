@@ -1,0 +1,78 @@
+"""Helpers for tests and examples: a tiny random causal LM with a tiny trained tokenizer, built offline in ~1 s.
+
+The tokenizer is a byte-level BPE trained on a small arithmetic/chat corpus (vocabulary 512) with a ChatML chat
+template, so conversational prompts, generation and GRPO run exactly as with a real model, only fast: sampling
+from a 49k vocabulary costs ~12 ms per token on a CPU, from 512 almost nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_CORPUS = [
+    "What is {a}+{b}? Answer with just the number.",
+    "{a} + {b} = {c}",
+    "The answer is {c}.",
+    "You are a helpful assistant.",
+]
+
+
+def tiny_tokenizer(vocab_size: int = 512) -> Any:
+    """A byte-level BPE tokenizer (ChatML specials, pad = eos) trained in memory on a tiny corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    texts = [t.format(a=a, b=b, c=a + b) for a in range(0, 100, 7) for b in range(0, 100, 11) for t in _CORPUS]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.chat_template = CHATML
+    return fast
+
+
+def tiny_model(path: str | Path, seed: int = 0, layers: int = 2, hidden: int = 64) -> Path:
+    """Save a random 2-layer Llama with :func:`tiny_tokenizer` into ``path`` (a ``from_pretrained`` folder)."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    path = Path(path)
+    tokenizer = tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
