@@ -109,3 +109,61 @@ def test_worker_errors_are_one_line_and_exit_nonzero(tiny_model_dir, tmp_path):
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "needs dataset column(s) ['answer']" in last and "Traceback" not in result.stderr
+
+
+def test_two_cpu_processes_train_with_gloo(tiny_model_dir, tmp_path):
+    """accelerate's `--cpu --num_processes 2` silently runs one process; verirl launches two real ranks."""
+    out = tmp_path / "out"
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(_recipe(tiny_model_dir, out)))
+    result = _run("train", path, "--num-processes", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--multi_gpu" in result.stderr
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["train"]["processes"] == 2 and results["train"]["steps"] == 2
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(records) == 2  # logged once (rank 0), not once per rank
+
+
+def test_launch_arguments():
+    from verirl.launch import launch_argv
+
+    single = launch_argv("r.yaml", cuda=False)
+    assert single[: single.index("-m")] == [
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--cpu",
+        "--num_cpu_threads_per_process",
+        "1",
+    ]
+    assert single[single.index("-m") :] == ["-m", "verirl.rl.run", "--recipe", "r.yaml"]
+    assert "--multi_gpu" in launch_argv("r.yaml", num_processes=4, cuda=True)
+    assert "--cpu" not in launch_argv("r.yaml", cuda=True)
+    custom = launch_argv("r.yaml", accelerate_config="ds.yaml", resume=True, debug=True)
+    assert custom[:2] == ["--config_file", "ds.yaml"] and "--cpu" not in custom and "--num_processes" not in custom
+    assert custom[-2:] == ["--resume", "--debug"]
+    assert launch_argv("r.yaml", num_processes=8, accelerate_config="ds.yaml")[2:4] == ["--num_processes", "8"]
+
+
+def test_user_accelerate_config_file_is_used(tiny_model_dir, tmp_path):
+    config = tmp_path / "accelerate.yaml"
+    config.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_processes: 1\nnum_machines: 1\n"
+        "use_cpu: true\nmixed_precision: 'no'\nmachine_rank: 0\n"
+    )
+    out = tmp_path / "out"
+    recipe = _recipe(tiny_model_dir, out)
+    recipe["args"]["max_steps"] = 1
+    recipe["eval"] = {"enabled": False}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = _run("train", path, "--accelerate-config", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"--config_file {config}" in result.stderr
+    assert json.loads((out / "eval_results.json").read_text())["train"]["steps"] == 1

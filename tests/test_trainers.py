@@ -63,7 +63,7 @@ def test_dpo_trains_on_a_preference_file(tiny_model_dir, tmp_path):
             "per_device_train_batch_size": 4,
             "learning_rate": 1e-3,
             "bf16": False,
-            "report_to": "none",
+            "report_to": "tensorboard",
             "save_strategy": "no",
             "logging_steps": 1,
             "activation_checkpointing": False,
@@ -79,6 +79,7 @@ def test_dpo_trains_on_a_preference_file(tiny_model_dir, tmp_path):
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/margins" in r or "loss" in r for r in logged)
     assert "dpo" in (out / "README.md").read_text()
+    assert list(out.rglob("events.out.tfevents.*")), "report_to: tensorboard did not reach TRL"
 
 
 @pytest.mark.parametrize("bad", [{"prompt": "q", "good": "a", "bad": "b"}])

@@ -19,7 +19,7 @@ from verirl.errors import HubError, VerirlError
 
 logger = logging.getLogger("verirl.hub")
 
-IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "error.log", "*.tmp", "runs/**", ".verirl-*"]
+IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "error.log", "*.tmp", ".verirl-*"]
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 T = TypeVar("T")

@@ -117,6 +117,7 @@ def train(recipe_path: str, resume: bool = False) -> dict[str, Any]:
     run_eval("after")
     if main:
         results["train"] = {
+            "processes": state.num_processes,
             "steps": trainer.state.global_step,
             "seconds": round(train_seconds, 1),
             "train_loss": getattr(train_output, "training_loss", None),
