@@ -33,6 +33,27 @@ def write_recipe(tmp_path):
     return write
 
 
+def plain_grpo_config(output_dir, **overrides):
+    """A trl GRPOConfig for a few fast CPU steps on the tiny model (for tests that use TRL directly)."""
+    from trl import GRPOConfig
+
+    values = dict(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        bf16=False,
+        max_steps=1,
+        num_generations=2,
+        per_device_train_batch_size=4,
+        max_completion_length=3,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        activation_checkpointing=False,
+    )
+    values.update(overrides)
+    return GRPOConfig(**values)
+
+
 def tiny_grpo_recipe(model_dir, output_dir, **overrides) -> dict:
     """A complete, valid GRPO recipe on the tiny model that trains in seconds."""
     recipe = {

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.conftest import plain_grpo_config
 from verirl.rewards.guard import GuardedReward, RewardTimeout, call_with_timeout
 
 
@@ -141,7 +142,7 @@ def _nan(prompts, completions, **kwargs):
 def test_failing_rewards_do_not_stop_a_real_grpo_run(tiny_model_dir, tmp_path):
     """Real TRL GRPOTrainer, three broken rewards next to a good one: training finishes, failures are logged."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from verirl.rewards.builtin import number_match
 
@@ -152,19 +153,7 @@ def test_failing_rewards_do_not_stop_a_real_grpo_run(tiny_model_dir, tmp_path):
         GuardedReward(_hangs, "hangs", timeout_s=0.2),
         GuardedReward(_nan, "nan"),
     ]
-    args = GRPOConfig(
-        output_dir=str(tmp_path),
-        use_cpu=True,
-        bf16=False,
-        max_steps=2,
-        num_generations=2,
-        per_device_train_batch_size=4,
-        max_completion_length=3,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        activation_checkpointing=False,
-    )
+    args = plain_grpo_config(tmp_path, max_steps=2)
     trainer = GRPOTrainer(model=str(tiny_model_dir), reward_funcs=rewards, args=args, train_dataset=data)
     trainer.train()
     assert trainer.state.global_step == 2

@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 
+from tests.conftest import plain_grpo_config
 from verirl.errors import RewardError
 from verirl.rewards import base
 from verirl.rewards.base import available_rewards, required_columns, resolve_reward, reward
@@ -154,7 +155,7 @@ def test_required_columns():
 def test_builtin_rewards_run_in_plain_trl_grpo(tiny_model_dir, tmp_path):
     """A verirl reward is a TRL reward: TRL's own GRPOTrainer calls it unchanged."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     calls = []
 
@@ -163,18 +164,7 @@ def test_builtin_rewards_run_in_plain_trl_grpo(tiny_model_dir, tmp_path):
         return number_match(prompts, completions, **kwargs)
 
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": "What is 1+2?"}], "answer": "3"}] * 4)
-    args = GRPOConfig(
-        output_dir=str(tmp_path),
-        use_cpu=True,
-        bf16=False,
-        max_steps=1,
-        num_generations=2,
-        per_device_train_batch_size=4,
-        max_completion_length=3,
-        report_to="none",
-        save_strategy="no",
-        activation_checkpointing=False,
-    )
+    args = plain_grpo_config(tmp_path)
     trainer = GRPOTrainer(model=str(tiny_model_dir), reward_funcs=[spy, math_verify], args=args, train_dataset=data)
     trainer.train()
     assert calls and calls[0]["answer"] == ["3"] * 4

@@ -42,11 +42,22 @@ def arithmetic(
     Rows: ``question`` (text), ``answer`` (the result as a string), ``a``, ``b``, ``op``.
     """
     ops = list(ops or ["+"])
-    rng = random.Random(seed)
+    if min_operand > max_operand:
+        raise ValueError(f"min_operand ({min_operand}) must be <= max_operand ({max_operand})")
+    bad = [op for op in ops if op not in _OPS]
+    if bad:
+        raise ValueError(f"ops: unsupported {bad}; expected some of {list(_OPS)}")
+    try:
+        template.format(a=1, b=2, op="+")
+    except (KeyError, IndexError) as exc:
+        raise ValueError(f"template: unknown field {exc}; available: {{a}}, {{b}}, {{op}}") from None
     space = (max_operand - min_operand + 1) ** 2 * len(ops)
     total = n_train + n_eval
     if total > space:
-        raise ValueError(f"only {space} distinct problems exist for this operand range; n_train + n_eval = {total}")
+        raise ValueError(
+            f"only {space} distinct problems for operands {min_operand}..{max_operand}; n_train + n_eval = {total}"
+        )
+    rng = random.Random(seed)
     seen: set[tuple[int, str, int]] = set()
     rows = []
     while len(rows) < total:
@@ -66,25 +77,20 @@ BUILTIN_TASKS: dict[str, Callable[..., tuple[list[dict[str, Any]], list[dict[str
 }
 
 
+def task_kwargs(spec: DataSpec) -> dict[str, Any]:
+    """The keyword arguments of the built-in task a ``data`` section asks for."""
+    kwargs = dict(spec.options, seed=spec.seed)
+    if spec.n_train is not None:
+        kwargs["n_train"] = spec.n_train
+    if spec.n_eval is not None:
+        kwargs["n_eval"] = spec.n_eval
+    return kwargs
+
+
 def check_task_options(spec: DataSpec) -> None:
-    """Impossible option values of built-in tasks, caught at validation time (raises ValueError)."""
-    if spec.builtin == "arithmetic":
-        o = spec.options
-        lo, hi = o.get("min_operand", 0), o.get("max_operand", 99)
-        if lo > hi:
-            raise ValueError(f"min_operand ({lo}) must be <= max_operand ({hi})")
-        bad = [op for op in o.get("ops") or ["+"] if op not in _OPS]
-        if bad:
-            raise ValueError(f"ops: unsupported {bad}; expected some of {list(_OPS)}")
-        template = o.get("template", ARITHMETIC_TEMPLATE)
-        try:
-            template.format(a=1, b=2, op="+")
-        except (KeyError, IndexError) as exc:
-            raise ValueError(f"template: unknown field {exc}; available: {{a}}, {{b}}, {{op}}") from None
-        space = (hi - lo + 1) ** 2 * len(o.get("ops") or ["+"])
-        total = (spec.n_train or 512) + (spec.n_eval or 100)
-        if total > space:
-            raise ValueError(f"only {space} distinct problems for operands {lo}..{hi}; n_train + n_eval = {total}")
+    """Impossible options of a built-in task, at validation time: the task itself checks them (ValueError);
+    generating a synthetic task takes milliseconds."""
+    BUILTIN_TASKS[spec.builtin](**task_kwargs(spec))
 
 
 def _to_prompt(row: dict[str, Any], spec: DataSpec) -> Any:
@@ -108,12 +114,7 @@ def load_data(spec: DataSpec, with_prompts: bool = True) -> tuple[Dataset, Datas
     from datasets import Dataset
 
     if spec.builtin is not None:
-        kwargs = dict(spec.options, seed=spec.seed)
-        if spec.n_train is not None:
-            kwargs["n_train"] = spec.n_train
-        if spec.n_eval is not None:
-            kwargs["n_eval"] = spec.n_eval
-        train_rows, eval_rows = BUILTIN_TASKS[spec.builtin](**kwargs)
+        train_rows, eval_rows = BUILTIN_TASKS[spec.builtin](**task_kwargs(spec))
         for row in train_rows + eval_rows:
             row["prompt"] = _to_prompt({**row, spec.prompt_column: row["question"]}, spec)
         train, held_out = Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None

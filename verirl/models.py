@@ -157,7 +157,7 @@ def resolve_model(spec: str) -> ModelSource:
     return source
 
 
-_DTYPES = {
+DTYPES = {
     "float32": "float32",
     "fp32": "float32",
     "bfloat16": "bfloat16",
@@ -171,9 +171,9 @@ _DTYPES = {
 def torch_dtype(name: str) -> Any:
     import torch
 
-    if name not in _DTYPES:
-        raise VerirlError(f"model dtype {name!r}: expected one of {', '.join(sorted(set(_DTYPES.values())))}")
-    value = _DTYPES[name]
+    if name not in DTYPES:
+        raise VerirlError(f"model dtype {name!r}: expected one of {', '.join(sorted(set(DTYPES.values())))}")
+    value = DTYPES[name]
     return value if value == "auto" else getattr(torch, value)
 
 

@@ -244,9 +244,9 @@ def _model_spec(value: Any, file: str) -> ModelSpec:
     if isinstance(value, str):
         value = {"name": value}
     spec = build_dataclass(ModelSpec, value, file, "model.")
-    from verirl.models import _DTYPES, classify_model
+    from verirl.models import DTYPES, classify_model
 
-    if spec.dtype not in _DTYPES:
+    if spec.dtype not in DTYPES:
         raise RecipeError(
             file, "model.dtype", f"expected one of: float32, bfloat16, float16, auto; got {spec.dtype!r}"
         )
