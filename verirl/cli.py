@@ -130,6 +130,7 @@ def _plan(recipe: Any, launch_cmd: list[str], num_processes: int) -> str:
         ("data", data_line),
         ("rewards", "; ".join(reward_lines) or "none"),
         ("generator", recipe.generator.backend),
+        ("advantage", _advantage_line(recipe.advantage)),
         ("args", args_line or "trl defaults"),
     ]
     if recipe.trainer == "grpo":
@@ -165,6 +166,16 @@ def _plan(recipe: Any, launch_cmd: list[str], num_processes: int) -> str:
     lines.append(("launch", "accelerate launch " + " ".join(launch_cmd)))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+
+
+def _advantage_line(spec: Any) -> str:
+    if spec.name == "grpo":
+        return "grpo (TRL's reward-derived group advantages)"
+    weights = "prompt weights from the frozen model" if spec.prompt_weights else "no prompt weights"
+    return (
+        f"restrain (label-free): kappa={spec.kappa:g}, delta={spec.delta:g}, sigma={spec.sigma:g}, "
+        f"center={spec.center:g}, extractor {spec.extractor}, {weights}"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -72,6 +72,23 @@ class GeneratorSpec:
 
 
 @dataclass
+class AdvantageSpec:
+    """How GRPO turns rollouts into advantages: TRL's reward-derived ones, or RESTRAIN's (label-free)."""
+
+    name: str = "grpo"  # grpo | restrain
+    kappa: float | None = None  # restrain: majority share below which a group is penalised (default 0.375)
+    delta: float | None = None  # restrain: negative offset of penalised groups (default 0.5)
+    sigma: float | None = None  # restrain: bandwidth of the Gaussian shaping (default 0.5)
+    center: float | None = None  # restrain: centre of the Gaussian shaping (default 1.0)
+    extractor: str = "last_number"  # see verirl.answers: last_number | boxed | regex | stripped | module:function
+    extractor_args: dict[str, Any] = field(default_factory=dict)
+    prompt_weights: bool = True  # restrain: weight prompts by the frozen base model's consistency
+
+
+ADVANTAGES = ("grpo", "restrain")
+
+
+@dataclass
 class EvalSpec:
     enabled: bool = True
     reward: str | None = None  # default: the first reward of the recipe
@@ -90,7 +107,7 @@ class HubSpec:
     revision: str | None = None
 
 
-TOP_LEVEL = ("trainer", "model", "data", "rewards", "generator", "args", "eval", "hub", "output_dir")
+TOP_LEVEL = ("trainer", "model", "data", "rewards", "generator", "advantage", "args", "eval", "hub", "output_dir")
 
 
 @dataclass
@@ -100,6 +117,7 @@ class Recipe:
     data: DataSpec
     rewards: list[RewardSpec]
     generator: GeneratorSpec
+    advantage: AdvantageSpec
     args: dict[str, Any]  # the user's trainer args, after coercion
     eval: EvalSpec
     hub: HubSpec
@@ -121,6 +139,7 @@ class Recipe:
             "data": _prune(dataclasses.asdict(self.data)),
             "rewards": [_prune(dataclasses.asdict(r)) for r in self.rewards],
             "generator": dataclasses.asdict(self.generator),
+            "advantage": _prune(dataclasses.asdict(self.advantage)),
             "args": self.args,
             "eval": dataclasses.asdict(self.eval),
             "hub": _prune(dataclasses.asdict(self.hub)),
@@ -224,6 +243,7 @@ def validate(data: dict[str, Any], file: str, num_processes: int = 1, check_file
         raise RecipeError(
             file, "generator.backend", f"expected one of: {', '.join(GENERATOR_BACKENDS)}, got {generator.backend!r}"
         )
+    advantage = _advantage_spec(data.get("advantage"), file, trainer)
     evalspec = build_dataclass(EvalSpec, data.get("eval") or {}, file, "eval.")
     hub = build_dataclass(HubSpec, data.get("hub") or {}, file, "hub.")
     if hub.push and not hub.repo_id:
@@ -233,9 +253,46 @@ def validate(data: dict[str, Any], file: str, num_processes: int = 1, check_file
     output_dir = coerce(output_dir, str, file, "output_dir")
 
     args, derived = _trainer_args(data.get("args") or {}, file, trainer, rewards, output_dir, num_processes)
-    recipe = Recipe(trainer, model, dataspec, rewards, generator, args, evalspec, hub, output_dir, file, data, derived)
+    recipe = Recipe(
+        trainer, model, dataspec, rewards, generator, advantage, args, evalspec, hub, output_dir, file, data, derived
+    )
     _check_eval(recipe)
     return recipe
+
+
+def _advantage_spec(value: Any, file: str, trainer: str) -> AdvantageSpec:
+    if isinstance(value, str):
+        value = {"name": value}
+    spec = build_dataclass(AdvantageSpec, value or {}, file, "advantage.")
+    if spec.name not in ADVANTAGES:
+        raise RecipeError(file, "advantage.name", f"expected one of: {', '.join(ADVANTAGES)}, got {spec.name!r}")
+    restrain_only = ("kappa", "delta", "sigma", "center")
+    if spec.name == "grpo":
+        given = [k for k in restrain_only if getattr(spec, k) is not None]
+        if given:
+            raise RecipeError(file, f"advantage.{given[0]}", "only used by advantage.name: restrain")
+        return spec
+    if trainer != "grpo":
+        raise RecipeError(file, "advantage.name", f"{spec.name} shapes GRPO advantages; trainer is {trainer}")
+    from verirl.rl.restrain import RestrainConfig
+
+    defaults = RestrainConfig()
+    for key in restrain_only:
+        if getattr(spec, key) is None:
+            setattr(spec, key, getattr(defaults, key))
+    if not 0.0 <= spec.kappa <= 1.0:
+        raise RecipeError(file, "advantage.kappa", f"expected a majority share in [0, 1], got {spec.kappa}")
+    if spec.delta < 0:
+        raise RecipeError(file, "advantage.delta", f"expected a non-negative offset, got {spec.delta}")
+    if spec.sigma <= 0:
+        raise RecipeError(file, "advantage.sigma", f"expected a positive bandwidth, got {spec.sigma}")
+    from verirl.answers import get_extractor
+
+    try:
+        get_extractor(spec.extractor, spec.extractor_args)
+    except VerirlError as exc:
+        raise RecipeError(file, "advantage.extractor", str(exc)) from None
+    return spec
 
 
 def _model_spec(value: Any, file: str) -> ModelSpec:

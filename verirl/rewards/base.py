@@ -107,17 +107,18 @@ def available_rewards() -> list[RewardInfo]:
     return infos
 
 
-def _import_dotted(path: str) -> Any:
+def import_dotted(path: str, what: str = "reward") -> Any:
+    """Import ``package.module:attr`` (``attr`` may be dotted); errors name ``what`` was being resolved."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
-        raise RewardError(f"reward {path!r}: expected 'package.module:function'")
+        raise RewardError(f"{what} {path!r}: expected 'package.module:function'")
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise RewardError(f"reward {path!r}: cannot import module {module_name!r} ({exc})") from exc
+        raise RewardError(f"{what} {path!r}: cannot import module {module_name!r} ({exc})") from exc
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise RewardError(f"reward {path!r}: module {module_name!r} has no attribute {attr!r}")
+            raise RewardError(f"{what} {path!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     return obj
 
@@ -135,7 +136,7 @@ def find_reward(name: str) -> Any:
             value = plugins[name].value
             raise RewardError(f"reward {name!r}: plug-in entry point {value!r} failed to load ({exc})") from None
     if ":" in name:
-        return _import_dotted(name)
+        return import_dotted(name)
     known = sorted(set(_REGISTRY) | set(plugins))
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"

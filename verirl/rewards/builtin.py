@@ -141,3 +141,25 @@ def math_verify(prompts: list, completions: list, answer: list, **kwargs: Any) -
 
 def _latex(gold: str) -> str:
     return gold if "$" in gold or "\\" in gold else f"${gold}$"
+
+
+@reward("majority_vote")
+def majority_vote(prompts: list, completions: list, extractor: str = "last_number", **kwargs: Any) -> list[float]:
+    """Label-free: 1.0 if the completion's answer is the most common answer among completions of its prompt.
+
+    The majority answer of each prompt's group is the pseudo-label (as in TTRL); completions with no answer score 0.
+    Groups are formed by prompt, so every completion of a prompt must be in the same call (TRL's default).
+    """
+    import json
+
+    from verirl.answers import extract_all, get_extractor
+
+    answers = extract_all(get_extractor(extractor), completions)
+    keys = [json.dumps(p, sort_keys=True, default=str) for p in (prompts or [None] * len(completions))]
+    votes: dict[str, dict[str, int]] = {}
+    for key, answer in zip(keys, answers, strict=True):
+        if answer is not None:
+            votes.setdefault(key, {})
+            votes[key][answer] = votes[key].get(answer, 0) + 1
+    majority = {key: max(counts, key=counts.get) for key, counts in votes.items()}  # ties: first seen
+    return [float(a is not None and a == majority.get(k)) for k, a in zip(keys, answers, strict=True)]

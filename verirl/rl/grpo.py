@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from verirl.answers import get_extractor
 from verirl.recipes import Recipe
 from verirl.rewards.base import resolve_reward
 from verirl.rewards.guard import GuardedReward
@@ -37,7 +38,17 @@ def build_grpo_trainer(
 ) -> Any:
     from trl import GRPOTrainer
 
-    return GRPOTrainer(
+    kwargs: dict[str, Any] = {}
+    trainer_class = GRPOTrainer
+    if recipe.advantage.name == "restrain":
+        from verirl.rl.restrain import RestrainGRPOTrainer, restrain_config, with_prompt_weights
+
+        kwargs["restrain"] = restrain_config(recipe.advantage)
+        kwargs["extractor"] = get_extractor(recipe.advantage.extractor, recipe.advantage.extractor_args)
+        if recipe.advantage.prompt_weights:
+            train_dataset = with_prompt_weights(recipe, model, tokenizer, train_dataset, config, kwargs["extractor"])
+        trainer_class = RestrainGRPOTrainer
+    return trainer_class(
         model=model,
         reward_funcs=guarded_rewards(recipe),
         args=config,
@@ -45,4 +56,5 @@ def build_grpo_trainer(
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=callbacks,
+        **kwargs,
     )
