@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-restrain"))
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra --set for every run")
+    parser.add_argument("--reuse", action="store_true", help="keep runs in --out that already finished")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,8 +68,14 @@ def main() -> None:
         extra += ["args.max_steps=6", "data.n_eval=50", "data.n_train=48"]
     table = {}
     for name, overrides in VARIANTS.items():
-        print(f"running {name} ...", flush=True)
-        table[name] = run(name, overrides + extra, out)
+        done = out / name / "eval_results.json"
+        if args.reuse and done.is_file() and "after" in json.loads(done.read_text()):
+            table[name] = json.loads(done.read_text())
+            table[name]["wall_seconds"] = table[name].get("worker_seconds", 0.0)
+            print(f"reusing {name} from {done}", flush=True)
+        else:
+            print(f"running {name} ...", flush=True)
+            table[name] = run(name, overrides + extra, out)
         r = table[name]
         print(
             f"  {name:9s} before {100 * r['before']['accuracy']:5.1f}%  after {100 * r['after']['accuracy']:5.1f}%  "

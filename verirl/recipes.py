@@ -25,7 +25,7 @@ import yaml
 from verirl.errors import RecipeError, VerirlError
 from verirl.typecheck import build_dataclass, check_keys, coerce
 
-TRAINERS = ("grpo", "dpo")
+TRAINERS = ("grpo", "dpo", "evaluator")
 GENERATOR_BACKENDS = ("hf",)  # vllm and vllm-server arrive with the vLLM issue
 
 
@@ -89,6 +89,21 @@ ADVANTAGES = ("grpo", "restrain")
 
 
 @dataclass
+class EvaluatorSpec:
+    """``trainer: evaluator``: sample K candidates per prompt with ``model``, label them with the first reward,
+    train a FlashEvaluator (and the pointwise baseline) on the groups."""
+
+    k: int = 8
+    temperature: float = 0.7
+    max_new_tokens: int = 32
+    model: dict[str, Any] = field(default_factory=dict)  # FlashEvaluatorConfig fields
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    baseline: bool = True  # also train the pointwise baseline (same backbone and size)
+    extractor: str = "last_number"  # answers for the majority-vote reference in the results
+    groups_from: str | None = None  # reuse groups_train.jsonl / groups_eval.jsonl from this directory
+
+
+@dataclass
 class EvalSpec:
     enabled: bool = True
     reward: str | None = None  # default: the first reward of the recipe
@@ -107,7 +122,19 @@ class HubSpec:
     revision: str | None = None
 
 
-TOP_LEVEL = ("trainer", "model", "data", "rewards", "generator", "advantage", "args", "eval", "hub", "output_dir")
+TOP_LEVEL = (
+    "trainer",
+    "model",
+    "data",
+    "rewards",
+    "generator",
+    "advantage",
+    "evaluator",
+    "args",
+    "eval",
+    "hub",
+    "output_dir",
+)
 
 
 @dataclass
@@ -125,6 +152,7 @@ class Recipe:
     file: str = "<recipe>"
     raw: dict[str, Any] = field(default_factory=dict)  # the merged YAML (after --set)
     derived: dict[str, Any] = field(default_factory=dict)  # trainer args verirl sets: reward_weights, use_cpu
+    evaluator: EvaluatorSpec | None = None  # trainer: evaluator only
 
     @property
     def trainer_args(self) -> dict[str, Any]:
@@ -145,6 +173,10 @@ class Recipe:
             "hub": _prune(dataclasses.asdict(self.hub)),
             "output_dir": self.output_dir,
         }
+        if self.evaluator is not None:
+            data["evaluator"] = _prune(dataclasses.asdict(self.evaluator))
+            for key in ("args", "advantage", "eval"):
+                data.pop(key)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
@@ -252,12 +284,72 @@ def validate(data: dict[str, Any], file: str, num_processes: int = 1, check_file
     output_dir = data.get("output_dir") or f"runs/{Path(file).stem}"
     output_dir = coerce(output_dir, str, file, "output_dir")
 
+    if trainer == "evaluator":
+        for key in ("args", "advantage"):
+            if key in data:
+                raise RecipeError(file, key, "not used by trainer evaluator (its settings go in `evaluator:`)")
+        evaluator = _evaluator_spec(data.get("evaluator"), file)
+        return Recipe(
+            trainer=trainer,
+            model=model,
+            data=dataspec,
+            rewards=rewards,
+            generator=generator,
+            advantage=advantage,
+            args={},
+            eval=evalspec,
+            hub=hub,
+            output_dir=output_dir,
+            file=file,
+            raw=data,
+            evaluator=evaluator,
+        )
+    if "evaluator" in data:
+        raise RecipeError(file, "evaluator", "only used by trainer: evaluator")
     args, derived = _trainer_args(data.get("args") or {}, file, trainer, rewards, output_dir, num_processes)
     recipe = Recipe(
-        trainer, model, dataspec, rewards, generator, advantage, args, evalspec, hub, output_dir, file, data, derived
+        trainer=trainer,
+        model=model,
+        data=dataspec,
+        rewards=rewards,
+        generator=generator,
+        advantage=advantage,
+        args=args,
+        eval=evalspec,
+        hub=hub,
+        output_dir=output_dir,
+        file=file,
+        raw=data,
+        derived=derived,
     )
     _check_eval(recipe)
     return recipe
+
+
+def _evaluator_spec(value: Any, file: str) -> EvaluatorSpec:
+    if value is None:
+        raise RecipeError(file, "evaluator", "required for trainer evaluator (e.g. {k: 8})")
+    spec = build_dataclass(EvaluatorSpec, value, file, "evaluator.")
+    for key in ("k", "max_new_tokens"):
+        if getattr(spec, key) < 1:
+            raise RecipeError(file, f"evaluator.{key}", f"expected a positive integer, got {getattr(spec, key)}")
+    if spec.temperature < 0:
+        raise RecipeError(file, "evaluator.temperature", f"expected >= 0, got {spec.temperature}")
+    from verirl.verifiers.flash_evaluator import FlashEvaluatorConfig, TrainConfig
+
+    spec.model = dataclasses.asdict(build_dataclass(FlashEvaluatorConfig, spec.model, file, "evaluator.model."))
+    spec.train = dataclasses.asdict(build_dataclass(TrainConfig, spec.train, file, "evaluator.train."))
+    if spec.model["d_model"] % spec.model["heads"]:
+        raise RecipeError(file, "evaluator.model.heads", "must divide evaluator.model.d_model")
+    if spec.groups_from is not None and not Path(spec.groups_from).is_dir():
+        raise RecipeError(file, "evaluator.groups_from", f"not a directory: {spec.groups_from}")
+    from verirl.answers import get_extractor
+
+    try:
+        get_extractor(spec.extractor)
+    except VerirlError as exc:
+        raise RecipeError(file, "evaluator.extractor", str(exc)) from None
+    return spec
 
 
 def _advantage_spec(value: Any, file: str, trainer: str) -> AdvantageSpec:
@@ -424,8 +516,8 @@ def _reward_specs(value: Any, file: str, trainer: str) -> list[RewardSpec]:
         raise RecipeError(
             file, "rewards", f"reward {sorted(dupes)[0]!r} is listed twice (metrics are named by reward)"
         )
-    if trainer == "grpo" and not specs:
-        raise RecipeError(file, "rewards", "grpo needs at least one reward, e.g. [{name: number_match}]")
+    if trainer in ("grpo", "evaluator") and not specs:
+        raise RecipeError(file, "rewards", f"{trainer} needs at least one reward, e.g. [{{name: number_match}}]")
     if trainer == "dpo" and specs:
         raise RecipeError(file, "rewards", "dpo trains on prompt/chosen/rejected columns and takes no rewards")
     from verirl.rewards.base import resolve_reward
