@@ -1,0 +1,144 @@
+"""``trainer: evaluator`` (``verirl evaluator train RECIPE``): groups of K generations -> FlashEvaluator.
+
+1. sample K candidates per prompt with the recipe's model (HF generator), label them with the recipe's first
+   reward -> ``groups_train.jsonl`` / ``groups_eval.jsonl`` (or reuse them from ``evaluator.groups_from``);
+2. train the FlashEvaluator (listwise) and, with ``baseline: true``, the pointwise baseline of the same size;
+3. report selection on the held-out groups: first sample, majority vote, FlashEvaluator, pointwise, oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from verirl import outputs
+from verirl.verifiers.groups import Group, build_groups, load_groups, save_groups
+
+logger = logging.getLogger("verirl")
+
+
+def majority_pick(candidates: list[str], extractor: Any) -> int | None:
+    """Index of the first candidate whose answer is the most common one (None: no candidates)."""
+    from verirl.answers import extract_all
+
+    if not candidates:
+        return None
+    answers = extract_all(extractor, candidates)
+    counts = Counter(a for a in answers if a is not None)
+    return answers.index(counts.most_common(1)[0][0]) if counts else 0
+
+
+def reference_picks(groups: list[Group], extractor: Any) -> dict[str, dict[str, float]]:
+    """Selection without a learned evaluator on the same groups: one sample, majority vote, and the oracle."""
+    from verirl.verifiers.flash_evaluator import pick_metrics
+
+    return {
+        "first_sample": pick_metrics(groups, [0 if g.candidates else None for g in groups]),
+        "majority_vote": pick_metrics(groups, [majority_pick(g.candidates, extractor) for g in groups]),
+        "oracle": pick_metrics(
+            groups, [max(range(len(g.rewards)), key=g.rewards.__getitem__) if g.rewards else None for g in groups]
+        ),
+    }
+
+
+def _groups(recipe: Any, out: Path) -> tuple[list[Group], list[Group]]:
+    spec = recipe.evaluator
+    if spec.groups_from:
+        src = Path(spec.groups_from)
+        logger.info("reusing groups from %s", src)
+        return load_groups(src / "groups_train.jsonl"), load_groups(src / "groups_eval.jsonl")
+    import torch
+
+    from verirl.data import load_data
+    from verirl.generators import SamplingParams
+    from verirl.generators.hf import HFGenerator
+    from verirl.models import load_model
+    from verirl.rewards.base import resolve_reward
+    from verirl.rewards.guard import GuardedReward
+
+    model, tokenizer, _ = load_model(
+        recipe.model.name, recipe.model.dtype, recipe.model.trust_remote_code, recipe.model.revision
+    )
+    train_ds, eval_ds = load_data(recipe.data)
+    if eval_ds is None:
+        from verirl.errors import VerirlError
+
+        raise VerirlError(f"{recipe.file}: data: trainer evaluator needs held-out data (data.n_eval or eval_split)")
+    first = recipe.rewards[0]
+    reward = GuardedReward(resolve_reward(first.name, first.args), first.name, first.timeout_s, first.retry_per_sample)
+    generator = HFGenerator(model, tokenizer, batch_size=64, autocast_bf16=not torch.cuda.is_available())
+    sampling = SamplingParams(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=recipe.data.seed)
+    groups = {}
+    for name, ds in (("train", train_ds), ("eval", eval_ds)):
+        start = time.monotonic()
+        groups[name] = build_groups(generator, ds, spec.k, reward, sampling, log=logger.info)
+        save_groups(groups[name], out / f"groups_{name}.jsonl")
+        logger.info("%s groups: %d in %.0f s", name, len(groups[name]), time.monotonic() - start)
+    return groups["train"], groups["eval"]
+
+
+def run_evaluator_recipe(recipe: Any) -> dict[str, Any]:
+    from verirl.answers import get_extractor
+    from verirl.verifiers.flash_evaluator import (
+        FlashEvaluator,
+        FlashEvaluatorConfig,
+        TrainConfig,
+        selection_accuracy,
+        train_evaluator,
+    )
+
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = recipe.evaluator
+    train_groups, eval_groups = _groups(recipe, out)
+    results: dict[str, Any] = {
+        "k": spec.k,
+        "train_groups": len(train_groups),
+        "eval_groups": len(eval_groups),
+        **reference_picks(eval_groups, get_extractor(spec.extractor)),
+    }
+    variants = [("flash", True)] + ([("pointwise", False)] if spec.baseline else [])
+    for name, cross in variants:
+        model = FlashEvaluator(FlashEvaluatorConfig(**{**spec.model, "cross_candidate": cross}))
+        logger.info("training %s evaluator (%d parameters) ...", name, model.num_parameters())
+        history = train_evaluator(model, train_groups, eval_groups, TrainConfig(**spec.train), log=logger.info)
+        directory = out / ("evaluator" if name == "flash" else "pointwise")
+        model.save_pretrained(directory)
+        results[name] = {
+            **selection_accuracy(model, eval_groups),
+            "parameters": model.num_parameters(),
+            "train_seconds": round(history["seconds"], 1),
+            "path": str(directory),
+        }
+    outputs.write_json_atomic(out / outputs.RESULTS, results)
+    (out / outputs.METRICS).write_text(json.dumps(results) + "\n")
+    return results
+
+
+def summary(results: dict[str, Any], out: Path) -> str:
+    lines = [
+        "",
+        "=" * 72,
+        f"best-of-{results['k']} on {results['eval_groups']} held-out prompts:",
+        "  selector        solved (mean reward of pick)   picks the best candidate (where it matters)",
+    ]
+    for name in ("first_sample", "majority_vote", "flash", "pointwise", "oracle"):
+        if name in results:
+            r = results[name]
+            lines.append(
+                f"  {name:<15} {100 * r['mean_reward']:5.1f}%                        "
+                f"{100 * r['decisive_accuracy']:5.1f}% of {r['decisive_groups']}"
+            )
+    for name in ("flash", "pointwise"):
+        if name in results:
+            r = results[name]
+            lines.append(
+                f"{name}: {r['parameters']} parameters, trained in {r['train_seconds']} s, saved in {r['path']}"
+            )
+    lines.append(f"results: {out / outputs.RESULTS}")
+    lines.append("=" * 72)
+    return "\n".join(lines)

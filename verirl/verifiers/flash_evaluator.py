@@ -1,0 +1,382 @@
+"""FlashEvaluator: score K generations jointly, in one forward pass, and choose among them.
+
+Paper: C. Feng, Y. Pu, ..., K. Gai, "FlashEvaluator: Expanding Search Space with Parallel Evaluation",
+arXiv:2603.02565 (2026). No code was released and only the abstract and secondary summaries were available
+(the project's ALGORITHMS.md §5).
+
+From the paper: in a generator–evaluator setup, an independent evaluator scores each of K candidates on its own
+(K forward passes, no comparison between candidates); FlashEvaluator encodes the shared context once, shares
+information across the candidates and scores all K in a single pass, so cost is sublinear in K and candidates are
+compared directly. Trained listwise (softmax cross-entropy over the K candidates against list-level rewards).
+
+Our design (the architecture details are not published):
+
+* **Backbone: a small byte-level transformer trained from scratch**, not a pretrained LM's hidden states. Scoring
+  must cost far less than generating the candidates; a 135M LM's forward pass costs about as much as generation
+  itself on a CPU, while a ~1M-parameter encoder scores a group of 16 in milliseconds and trains on a CPU in
+  minutes. Byte-level input needs no tokenizer and reads numbers digit by digit. Sizes are configurable.
+* **Context encoded once**: a transformer encoder over the (chat-flattened) prompt.
+* **Candidates encoded jointly**: all K candidates go through one batched pass of decoder layers (self-attention
+  within a candidate, cross-attention to the shared context encoding); identical candidates are encoded once and
+  shared (``dedup``), which is where sampled LLM outputs (that repeat themselves) make the cost sublinear in K.
+* **Cross-candidate stage**: set attention over the K pooled candidate vectors (no positions: the scores are
+  permutation-equivariant), so each candidate's score depends on the others, e.g. how many agree with it.
+* **One score per candidate** from a linear head; ``select`` is the argmax.
+* **Training**: listwise softmax cross-entropy against ``softmax(reward / temperature)`` over the group (ties share
+  the target), optionally plus a pairwise logistic loss; groups whose rewards are all equal carry no listwise
+  signal and are skipped.
+* **Pointwise baseline** (``cross_candidate=False``): the same modules and parameter count, but every candidate is
+  scored alone (its own forward pass, context re-encoded, the set stage sees a set of one) and trained with
+  per-candidate binary cross-entropy (or MSE for non-binary rewards) — an independent evaluator.
+
+Defined behaviour for awkward input: no candidates -> no scores and ``select`` returns None; K = 1 -> one score,
+``select`` returns 0; empty candidates are encoded as an explicit EMPTY token; candidates longer than
+``max_candidate_tokens`` bytes keep their first bytes, contexts longer than ``max_context_tokens`` keep their last
+bytes (where a chat prompt's question is); mixed lengths are padded and masked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+PAD, BOS, EMPTY, OFFSET = 0, 1, 2, 3
+VOCAB = 256 + OFFSET
+CONFIG_FILE = "evaluator_config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class FlashEvaluatorConfig:
+    d_model: int = 128
+    heads: int = 4
+    context_layers: int = 2
+    candidate_layers: int = 2
+    cross_layers: int = 2
+    ff_mult: int = 4
+    dropout: float = 0.0
+    max_context_tokens: int = 192
+    max_candidate_tokens: int = 64
+    cross_candidate: bool = True  # False: the pointwise baseline
+    dedup: bool = True  # encode identical candidates of a group once
+
+
+def context_text(context: Any) -> str:
+    """A prompt as text: strings as is, chat messages as ``role: content`` lines."""
+    if isinstance(context, str):
+        return context
+    if isinstance(context, list):
+        return "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in context if isinstance(m, dict))
+    return "" if context is None else str(context)
+
+
+def encode_bytes(text: str, max_len: int, keep: str = "start") -> list[int]:
+    """UTF-8 bytes shifted past the special ids, truncated to ``max_len - 1`` (keeping the start or the end)."""
+    data = list(text.encode("utf-8", "replace"))
+    room = max_len - 1
+    data = data[:room] if keep == "start" else data[-room:] if room > 0 else []
+    ids = [BOS] + [b + OFFSET for b in data]
+    return ids if len(ids) > 1 else [BOS, EMPTY]
+
+
+def _pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), PAD, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return ids, ids != PAD
+
+
+def _layer(config: FlashEvaluatorConfig, decoder: bool = False) -> nn.Module:
+    cls = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
+    return cls(
+        config.d_model,
+        config.heads,
+        config.d_model * config.ff_mult,
+        config.dropout,
+        batch_first=True,
+        norm_first=True,
+    )
+
+
+class FlashEvaluator(nn.Module):
+    """The joint K-way evaluator (or, with ``cross_candidate=False``, its pointwise baseline)."""
+
+    def __init__(self, config: FlashEvaluatorConfig | None = None):
+        super().__init__()
+        self.config = config = config or FlashEvaluatorConfig()
+        d = config.d_model
+        self.embed = nn.Embedding(VOCAB, d, padding_idx=PAD)
+        self.position = nn.Embedding(max(config.max_context_tokens, config.max_candidate_tokens), d)
+        self.context_encoder = nn.TransformerEncoder(_layer(config), config.context_layers, enable_nested_tensor=False)
+        self.candidate_encoder = nn.TransformerDecoder(_layer(config, decoder=True), config.candidate_layers)
+        self.pool_query = nn.Parameter(torch.randn(d) / math.sqrt(d))
+        self.pool_key = nn.Linear(d, d)
+        self.cross = nn.TransformerEncoder(_layer(config), config.cross_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, 1)
+
+    # --------------------------------------------------------------------------------------------- tensors
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(ids.shape[-1], device=ids.device)
+        return self.embed(ids) + self.position(positions)
+
+    def encode_context(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, C) -> (B, C, d): the shared context, encoded once per group."""
+        return self.context_encoder(self._embed(ids), src_key_padding_mask=~mask)
+
+    def encode_candidates(
+        self, ids: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(N, L) candidates, each attending to its row of ``memory`` (N, C, d) -> pooled (N, d)."""
+        hidden = self.candidate_encoder(
+            self._embed(ids), memory, tgt_key_padding_mask=~mask, memory_key_padding_mask=~memory_mask
+        )
+        # attention pooling: a learned query picks the bytes that matter (e.g. the final answer), not a plain mean
+        logits = (self.pool_key(hidden) @ self.pool_query) / math.sqrt(hidden.shape[-1])
+        weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+        return (weights.unsqueeze(-1) * hidden).sum(1)
+
+    def score_pooled(self, pooled: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """(B, K, d) pooled candidates -> (B, K) scores; the set stage compares candidates unless pointwise."""
+        if self.config.cross_candidate:
+            hidden = self.cross(pooled, src_key_padding_mask=~present)
+        else:
+            b, k, d = pooled.shape
+            hidden = self.cross(pooled.reshape(b * k, 1, d)).reshape(b, k, d)
+        scores = self.head(self.norm(hidden)).squeeze(-1)
+        return scores.masked_fill(~present, float("-inf"))
+
+    def forward(
+        self,
+        context_ids: torch.Tensor,  # (B, C)
+        context_mask: torch.Tensor,
+        candidate_ids: torch.Tensor,  # (B, K, L)
+        candidate_mask: torch.Tensor,
+        present: torch.Tensor,  # (B, K): which of the K slots hold a candidate
+    ) -> torch.Tensor:
+        b, k, length = candidate_ids.shape
+        memory = self.encode_context(context_ids, context_mask)
+        flat_memory = memory.unsqueeze(1).expand(b, k, *memory.shape[1:]).reshape(b * k, *memory.shape[1:])
+        flat_memory_mask = context_mask.unsqueeze(1).expand(b, k, -1).reshape(b * k, -1)
+        flat_mask = candidate_mask.reshape(b * k, length) | ~present.reshape(b * k, 1)  # keep empty slots finite
+        pooled = self.encode_candidates(candidate_ids.reshape(b * k, length), flat_mask, flat_memory, flat_memory_mask)
+        return self.score_pooled(pooled.reshape(b, k, -1), present)
+
+    # ------------------------------------------------------------------------------------------- text API
+
+    def _context_tensors(self, context: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = encode_bytes(context_text(context), self.config.max_context_tokens, keep="end")
+        return _pad([ids])
+
+    def _one_group(self, context: Any, candidates: list[str]) -> list[float]:
+        device = next(self.parameters()).device
+        ctx_ids, ctx_mask = (t.to(device) for t in self._context_tensors(context))
+        memory = self.encode_context(ctx_ids, ctx_mask)
+        texts = ["" if c is None else str(c) for c in candidates]
+        unique = list(dict.fromkeys(texts)) if self.config.dedup else texts
+        index = [unique.index(t) for t in texts] if self.config.dedup else list(range(len(texts)))
+        ids, mask = _pad([encode_bytes(t, self.config.max_candidate_tokens) for t in unique])
+        ids, mask = ids.to(device), mask.to(device)
+        n = len(unique)
+        pooled = self.encode_candidates(
+            ids, mask, memory.expand(n, -1, -1), ctx_mask.expand(n, -1)
+        )  # each unique candidate once
+        pooled = pooled[torch.tensor(index, device=device)].unsqueeze(0)  # (1, K, d): duplicates keep their count
+        present = torch.ones(1, len(texts), dtype=torch.bool, device=device)
+        return self.score_pooled(pooled, present)[0].tolist()
+
+    @torch.no_grad()
+    def score_group(self, context: Any, candidates: list[str]) -> list[float]:
+        """Scores for the K candidates of one context. Joint: one forward pass; pointwise: one pass per candidate."""
+        if not candidates:
+            return []
+        was_training = self.training
+        self.eval()
+        try:
+            if self.config.cross_candidate:
+                return self._one_group(context, list(candidates))
+            return [self._one_group(context, [c])[0] for c in candidates]
+        finally:
+            self.train(was_training)
+
+    def select(self, context: Any, candidates: list[str]) -> int | None:
+        """Index of the best candidate (None when there are none)."""
+        scores = self.score_group(context, candidates)
+        return max(range(len(scores)), key=scores.__getitem__) if scores else None
+
+    # ------------------------------------------------------------------------------------------ save/load
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(out / WEIGHTS_FILE))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> FlashEvaluator:
+        from safetensors.torch import load_file
+
+        from verirl.errors import VerirlError
+
+        src = Path(path)
+        if not (src / CONFIG_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
+            raise VerirlError(f"evaluator {src}: expected {CONFIG_FILE} and {WEIGHTS_FILE} (saved by save_pretrained)")
+        raw = json.loads((src / CONFIG_FILE).read_text())
+        known = {f.name for f in fields(FlashEvaluatorConfig)}
+        model = cls(FlashEvaluatorConfig(**{k: v for k, v in raw.items() if k in known}))
+        model.load_state_dict(load_file(str(src / WEIGHTS_FILE), device=device))
+        return model.to(device).eval()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_groups: int = 32
+    temperature: float = 0.1  # listwise target softmax(reward / temperature)
+    pairwise_weight: float = 0.0  # add a pairwise logistic loss with this weight
+    seed: int = 0
+    log_every: int = 1  # epochs
+
+
+def _batch(model: FlashEvaluator, groups: list[Any]) -> tuple[torch.Tensor, ...]:
+    c = model.config
+    ctx_ids, ctx_mask = _pad([encode_bytes(context_text(g.context), c.max_context_tokens, keep="end") for g in groups])
+    k = max(len(g.candidates) for g in groups)
+    rows, present, rewards = [], torch.zeros(len(groups), k, dtype=torch.bool), torch.zeros(len(groups), k)
+    for i, g in enumerate(groups):
+        for j in range(k):
+            if j < len(g.candidates):
+                rows.append(encode_bytes(g.candidates[j], c.max_candidate_tokens))
+                present[i, j] = True
+                rewards[i, j] = float(g.rewards[j])
+            else:
+                rows.append([PAD])
+    ids, mask = _pad(rows)
+    return ctx_ids, ctx_mask, ids.view(len(groups), k, -1), mask.view(len(groups), k, -1), present, rewards
+
+
+def listwise_loss(
+    scores: torch.Tensor, rewards: torch.Tensor, present: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Softmax cross-entropy over each group's candidates against softmax(reward / temperature)."""
+    target = torch.softmax((rewards / temperature).masked_fill(~present, float("-inf")), dim=-1)
+    log_p = torch.log_softmax(scores, dim=-1).masked_fill(~present, 0.0)
+    return -(target * log_p).sum(-1).mean()
+
+
+def pairwise_loss(scores: torch.Tensor, rewards: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Logistic loss on every ordered pair with r_i > r_j: -log sigmoid(s_i - s_j)."""
+    pair = (rewards.unsqueeze(-1) > rewards.unsqueeze(-2)) & present.unsqueeze(-1) & present.unsqueeze(-2)
+    if not pair.any():
+        return scores.sum() * 0.0
+    diff = scores.masked_fill(~present, 0.0).unsqueeze(-1) - scores.masked_fill(~present, 0.0).unsqueeze(-2)
+    return nn.functional.softplus(-diff)[pair].mean()
+
+
+def pointwise_loss(scores: torch.Tensor, rewards: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Per-candidate BCE for {0, 1} rewards, MSE otherwise (the independent evaluator's natural objective)."""
+    s, r = scores[present], rewards[present]
+    if bool(((r == 0) | (r == 1)).all()):
+        return nn.functional.binary_cross_entropy_with_logits(s, r)
+    return nn.functional.mse_loss(s, r)
+
+
+def _decisive(groups: list[Any]) -> list[Any]:
+    return [g for g in groups if len(g.candidates) > 1 and len(set(g.rewards)) > 1]
+
+
+def pick_metrics(groups: list[Any], picks: list[int | None]) -> dict[str, float]:
+    """How good a selector's picks are: ``accuracy`` = the pick has the group's best reward (all groups),
+    ``decisive_accuracy`` = the same over groups where the choice matters (rewards not all equal), ``mean_reward``
+    = the picked candidates' mean reward (for a 0/1 reward: the best-of-K solve rate)."""
+    hits = decisive_hits = decisive = 0
+    total_reward = 0.0
+    for g, pick in zip(groups, picks, strict=True):
+        hit = pick is not None and g.rewards[pick] == max(g.rewards)
+        hits += hit
+        total_reward += g.rewards[pick] if pick is not None else 0.0
+        if len(set(g.rewards)) > 1:
+            decisive += 1
+            decisive_hits += hit
+    n = max(len(groups), 1)
+    return {
+        "accuracy": hits / n,
+        "decisive_accuracy": decisive_hits / decisive if decisive else 0.0,
+        "decisive_groups": decisive,
+        "mean_reward": total_reward / n,
+    }
+
+
+def selection_accuracy(model: FlashEvaluator, groups: list[Any]) -> dict[str, float]:
+    """:func:`pick_metrics` of the model's own picks."""
+    return pick_metrics(groups, [model.select(g.context, g.candidates) for g in groups])
+
+
+def train_evaluator(
+    model: FlashEvaluator,
+    train_groups: list[Any],
+    eval_groups: list[Any] | None = None,
+    config: TrainConfig | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train listwise (joint model) or pointwise (baseline). Returns the training history."""
+    config = config or TrainConfig()
+    torch.manual_seed(config.seed)
+    pointwise = not model.config.cross_candidate
+    groups = [g for g in train_groups if g.candidates] if pointwise else _decisive(train_groups)
+    if not groups:
+        raise ValueError("no training groups with a signal (every group has equal rewards)")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * math.ceil(len(groups) / config.batch_groups)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.1)
+    generator = torch.Generator().manual_seed(config.seed)
+    history = []
+    start = time.monotonic()
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.randperm(len(groups), generator=generator).tolist()
+        total = 0.0
+        for i in range(0, len(order), config.batch_groups):
+            batch = [groups[j] for j in order[i : i + config.batch_groups]]
+            ctx_ids, ctx_mask, ids, mask, present, rewards = _batch(model, batch)
+            scores = model(ctx_ids, ctx_mask, ids, mask, present)
+            if pointwise:
+                loss = pointwise_loss(scores, rewards, present)
+            else:
+                loss = listwise_loss(scores, rewards, present, config.temperature)
+                if config.pairwise_weight:
+                    loss = loss + config.pairwise_weight * pairwise_loss(scores, rewards, present)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(batch)
+        record: dict[str, Any] = {"epoch": epoch, "loss": total / len(groups), "seconds": time.monotonic() - start}
+        if eval_groups and (epoch % config.log_every == 0 or epoch == config.epochs):
+            record.update(selection_accuracy(model, eval_groups))
+        history.append(record)
+        if log and (epoch % config.log_every == 0 or epoch == config.epochs):
+            log(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
+    model.eval()
+    return {"history": history, "train_groups": len(groups), "seconds": time.monotonic() - start}
