@@ -5,6 +5,8 @@
     verirl push OUTPUT_DIR --repo-id ID [--public] [--revision BRANCH]
     verirl rewards list | new NAME [--dir DIR] | check NAME [--args JSON] [--column KEY=VALUE ...]
     verirl models list | prepare [ALIAS]
+    verirl evaluator train RECIPE [--set key=value ...] [--overwrite]
+    verirl select --evaluator DIR (--model MODEL PROMPT ... | --groups FILE) [-k 8]
 
 Bad input exits with code 2 and one line naming the file/key and what was expected; ``--debug`` shows tracebacks.
 """
@@ -78,6 +80,27 @@ def _parser() -> argparse.ArgumentParser:
         help="a dataset column the reward needs, same value for every sample",
     )
     check.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default 60)")
+
+    evaluator = sub.add_parser("evaluator", parents=[common], help="train a FlashEvaluator (listwise K-way scorer)")
+    esub = evaluator.add_subparsers(dest="evaluator_command", metavar="ACTION")
+    etrain = esub.add_parser("train", parents=[common], help="sample groups, label them, train (recipe `evaluator:`)")
+    etrain.add_argument("recipe")
+    etrain.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    etrain.add_argument("--overwrite", action="store_true", help="delete a non-empty output_dir first")
+
+    select = sub.add_parser(
+        "select", parents=[common], help="best-of-K: generate K candidates, pick with an evaluator"
+    )
+    select.add_argument("prompts", nargs="*", help="prompts (each sent as a user message)")
+    select.add_argument("--evaluator", required=True, help="a directory saved by `verirl evaluator train`")
+    select.add_argument("--model", default=None, help="the generator: alias, local dir or Hub id")
+    select.add_argument(
+        "--groups", default=None, help="a groups JSONL file (context, candidates): score, no generation"
+    )
+    select.add_argument("-k", type=int, default=8)
+    select.add_argument("--temperature", type=float, default=0.7)
+    select.add_argument("--max-new-tokens", type=int, default=32)
+    select.add_argument("--seed", type=int, default=0)
 
     models = sub.add_parser("models", parents=[common], help="built-in models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
@@ -190,6 +213,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise VerirlError(f"--accelerate-config: file not found: {args.accelerate_config}")
     n = args.num_processes or 1
     recipe = load_recipe(args.recipe, args.overrides, num_processes=n)
+    if recipe.trainer == "evaluator":  # no trainer process to launch: groups, then a small model, in this process
+        if args.dry_run:
+            print(
+                f"trainer evaluator: {recipe.evaluator}\noutput_dir {recipe.output_dir}\ndry run: the recipe is valid"
+            )
+            return 0
+        if args.resume:
+            raise VerirlError("--resume: trainer evaluator does not resume; reuse groups with evaluator.groups_from")
+        return _train_evaluator(recipe, overwrite=args.overwrite)
     out = Path(recipe.output_dir)
     recipe_yaml = out / outputs.RECIPE
     argv = launch_argv(
@@ -304,6 +336,86 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     raise VerirlError("rewards: expected an action: list, new or check")
 
 
+def cmd_evaluator(args: argparse.Namespace) -> int:
+    if args.evaluator_command != "train":
+        raise VerirlError("evaluator: expected an action: train")
+    from verirl.recipes import apply_overrides, read_yaml, validate
+
+    data = apply_overrides(read_yaml(args.recipe), args.overrides, args.recipe)
+    data.setdefault("trainer", "evaluator")
+    recipe = validate(data, args.recipe)
+    if recipe.trainer != "evaluator":
+        raise VerirlError(f"{args.recipe}: trainer: `verirl evaluator train` needs trainer: evaluator")
+    return _train_evaluator(recipe, overwrite=args.overwrite)
+
+
+def _train_evaluator(recipe: Any, overwrite: bool) -> int:
+    from verirl import outputs
+    from verirl.verifiers.evaluator_run import run_evaluator_recipe, summary
+
+    out = outputs.prepare_output_dir(recipe.output_dir, overwrite=overwrite)
+    (out / outputs.RECIPE).write_text(recipe.to_yaml())
+    results = run_evaluator_recipe(recipe)
+    print(summary(results, out))
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from verirl.generators import SamplingParams
+    from verirl.generators.best_of_k import BestOfK
+    from verirl.verifiers.flash_evaluator import FlashEvaluator
+
+    if args.k < 1:
+        raise VerirlError(f"-k: expected a positive integer, got {args.k}")
+    evaluator = FlashEvaluator.from_pretrained(args.evaluator)
+    if args.groups:
+        from verirl.verifiers.groups import load_groups
+
+        if args.prompts or args.model:
+            raise VerirlError("select: --groups scores given candidates; do not pass prompts or --model with it")
+        for group in load_groups(args.groups):
+            choice = BestOfK(None, evaluator).choose(group.context, group.candidates)
+            print(
+                json.dumps(
+                    {
+                        "prompt": group.context,
+                        "index": choice.index,
+                        "choice": choice.text,
+                        "scores": [round(s, 4) for s in choice.scores],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return 0
+    if not args.prompts or not args.model:
+        raise VerirlError("select: pass prompts and --model (to generate), or --groups FILE (to score)")
+    import torch
+
+    from verirl.generators.hf import HFGenerator
+    from verirl.models import load_model
+
+    model, tokenizer, _ = load_model(args.model)
+    generator = HFGenerator(model, tokenizer, autocast_bf16=not torch.cuda.is_available())
+    sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    prompts = [[{"role": "user", "content": p}] for p in args.prompts]
+    for text, choice in zip(
+        args.prompts, BestOfK(generator, evaluator, args.k, sampling).select(prompts), strict=True
+    ):
+        print(
+            json.dumps(
+                {
+                    "prompt": text,
+                    "index": choice.index,
+                    "choice": choice.text,
+                    "candidates": choice.candidates,
+                    "scores": [round(s, 4) for s in choice.scores],
+                },
+                ensure_ascii=False,
+            )
+        )
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from verirl.models import BUILTIN_MODELS, cache_dir, prepare_builtin
 
@@ -326,7 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="[verirl] %(message)s")
-    handlers = {"train": cmd_train, "push": cmd_push, "rewards": cmd_rewards, "models": cmd_models}
+    handlers = {
+        "train": cmd_train,
+        "push": cmd_push,
+        "rewards": cmd_rewards,
+        "models": cmd_models,
+        "evaluator": cmd_evaluator,
+        "select": cmd_select,
+    }
     if args.command not in handlers:
         parser.print_help()
         return 2

@@ -76,3 +76,52 @@ def tiny_model(path: str | Path, seed: int = 0, layers: int = 2, hidden: int = 6
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+class NoisyArithmeticGenerator:
+    """A model-free :class:`~verirl.generators.base.Generator` for tests and quick benchmarks.
+
+    It answers "What is a+b?"-style prompts the way a small LM does: right with probability ``p_correct``, otherwise
+    off by a small error, in a few output formats. Deterministic for a given seed. It exists so that code which
+    consumes groups of generations (evaluators, best-of-K, DPO pairs) can be exercised in seconds; measurements that
+    matter use real models.
+    """
+
+    _QUESTION = r"(-?\d+)\s*([+\-*])\s*(-?\d+)"
+    _FORMATS = (
+        "{a} {op} {b} = {x}",
+        "{a} {op} {b} = {x}",
+        "The answer is {x}.",
+        "{x}",
+        "{a}{op}{b}={x}\n\nSo it is {x}.",
+    )
+    _ERRORS = (-10, -3, -2, -1, 1, 2, 3, 10)
+
+    def __init__(self, p_correct: float = 0.3, seed: int = 0):
+        self.p_correct = p_correct
+        self.seed = seed
+
+    def generate(self, prompts: list, n: int = 1, sampling: Any = None) -> Any:
+        import random
+        import re
+
+        from verirl.generators.base import Rollouts
+        from verirl.rewards.base import completion_text
+
+        rng = random.Random(self.seed if sampling is None or sampling.seed is None else sampling.seed)
+        texts = []
+        for prompt in prompts:
+            text = completion_text(prompt) if isinstance(prompt, list) else str(prompt)
+            match = re.search(self._QUESTION, text)
+            group = []
+            for _ in range(n):
+                if not match:
+                    group.append("I don't know.")
+                    continue
+                a, op, b = int(match.group(1)), match.group(2), int(match.group(3))
+                truth = {"+": a + b, "-": a - b, "*": a * b}[op]
+                x = truth if rng.random() < self.p_correct else truth + rng.choice(self._ERRORS)
+                group.append(rng.choice(self._FORMATS).format(a=a, b=b, op=op, x=x))
+            texts.append(group)
+        ids = [[list(t.encode()) for t in group] for group in texts]
+        return Rollouts(prompts=list(prompts), texts=texts, token_ids=ids)
