@@ -94,9 +94,8 @@ def _pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, ids != PAD
 
 
-def _layer(config: FlashEvaluatorConfig, decoder: bool = False) -> nn.Module:
-    cls = nn.TransformerDecoderLayer if decoder else nn.TransformerEncoderLayer
-    return cls(
+def _layer(config: FlashEvaluatorConfig) -> nn.Module:
+    return nn.TransformerEncoderLayer(
         config.d_model,
         config.heads,
         config.d_model * config.ff_mult,
@@ -104,6 +103,55 @@ def _layer(config: FlashEvaluatorConfig, decoder: bool = False) -> nn.Module:
         batch_first=True,
         norm_first=True,
     )
+
+
+class CandidateLayer(nn.Module):
+    """Pre-norm block: self-attention within a candidate, cross-attention to the context, feed-forward.
+
+    Unlike ``nn.TransformerDecoderLayer`` the context's keys and values are projected once per group
+    (:meth:`memory`) and shared by all candidates, instead of once per candidate.
+    """
+
+    def __init__(self, d: int, heads: int, ff: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.norm_self, self.norm_cross, self.norm_ff = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.cross_q = nn.Linear(d, d)
+        self.cross_kv = nn.Linear(d, 2 * d)
+        self.cross_out = nn.Linear(d, d)
+        self.ff = nn.Sequential(nn.Linear(d, ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff, d))
+        self.dropout = dropout
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, d = x.shape
+        return x.view(n, length, self.heads, d // self.heads).transpose(1, 2)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        n, h, length, dh = x.shape
+        return x.transpose(1, 2).reshape(n, length, h * dh)
+
+    def memory(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, d) encoded context -> keys and values (B, heads, C, d/heads), computed once per group."""
+        k, v = self.cross_kv(context).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, memory: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """x (N, L, d) with mask (N, L); memory keys/values (N or 1, heads, C, dh) with memory_mask (N or 1, C)."""
+        drop = self.dropout if self.training else 0.0
+        q, k, v = (self._heads(t) for t in self.qkv(self.norm_self(x)).chunk(3, dim=-1))
+        attn = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :], dropout_p=drop)
+        x = x + self.out(self._merge(attn))
+        q = self._heads(self.cross_q(self.norm_cross(x)))
+        n = q.shape[0]
+        k, v = (t.expand(n, -1, -1, -1) for t in memory)
+        cross_mask = memory_mask[:, None, None, :].expand(n, -1, -1, -1)
+        attn = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=cross_mask, dropout_p=drop)
+        x = x + self.cross_out(self._merge(attn))
+        return x + self.ff(self.norm_ff(x))
 
 
 class FlashEvaluator(nn.Module):
@@ -116,7 +164,9 @@ class FlashEvaluator(nn.Module):
         self.embed = nn.Embedding(VOCAB, d, padding_idx=PAD)
         self.position = nn.Embedding(max(config.max_context_tokens, config.max_candidate_tokens), d)
         self.context_encoder = nn.TransformerEncoder(_layer(config), config.context_layers, enable_nested_tensor=False)
-        self.candidate_encoder = nn.TransformerDecoder(_layer(config, decoder=True), config.candidate_layers)
+        self.candidate_layers = nn.ModuleList(
+            CandidateLayer(d, config.heads, d * config.ff_mult, config.dropout) for _ in range(config.candidate_layers)
+        )
         self.pool_query = nn.Parameter(torch.randn(d) / math.sqrt(d))
         self.pool_key = nn.Linear(d, d)
         self.cross = nn.TransformerEncoder(_layer(config), config.cross_layers, enable_nested_tensor=False)
@@ -134,12 +184,14 @@ class FlashEvaluator(nn.Module):
         return self.context_encoder(self._embed(ids), src_key_padding_mask=~mask)
 
     def encode_candidates(
-        self, ids: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor
+        self, ids: torch.Tensor, mask: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor
     ) -> torch.Tensor:
-        """(N, L) candidates, each attending to its row of ``memory`` (N, C, d) -> pooled (N, d)."""
-        hidden = self.candidate_encoder(
-            self._embed(ids), memory, tgt_key_padding_mask=~mask, memory_key_padding_mask=~memory_mask
-        )
+        """(N, L) candidates attending to an encoded context (N or 1, C, d) -> pooled (N, d).
+
+        With one context row, its keys and values are computed once and broadcast to all N candidates."""
+        hidden = self._embed(ids)
+        for layer in self.candidate_layers:
+            hidden = layer(hidden, mask, layer.memory(context), context_mask)
         # attention pooling: a learned query picks the bytes that matter (e.g. the final answer), not a plain mean
         logits = (self.pool_key(hidden) @ self.pool_query) / math.sqrt(hidden.shape[-1])
         weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
@@ -164,11 +216,14 @@ class FlashEvaluator(nn.Module):
         present: torch.Tensor,  # (B, K): which of the K slots hold a candidate
     ) -> torch.Tensor:
         b, k, length = candidate_ids.shape
-        memory = self.encode_context(context_ids, context_mask)
-        flat_memory = memory.unsqueeze(1).expand(b, k, *memory.shape[1:]).reshape(b * k, *memory.shape[1:])
-        flat_memory_mask = context_mask.unsqueeze(1).expand(b, k, -1).reshape(b * k, -1)
+        context = self.encode_context(context_ids, context_mask)
+        # Candidates of group i attend to context i: repeat the (small) context rows per candidate slot.
+        flat_context = context.repeat_interleave(k, dim=0)
+        flat_context_mask = context_mask.repeat_interleave(k, dim=0)
         flat_mask = candidate_mask.reshape(b * k, length) | ~present.reshape(b * k, 1)  # keep empty slots finite
-        pooled = self.encode_candidates(candidate_ids.reshape(b * k, length), flat_mask, flat_memory, flat_memory_mask)
+        pooled = self.encode_candidates(
+            candidate_ids.reshape(b * k, length), flat_mask, flat_context, flat_context_mask
+        )
         return self.score_pooled(pooled.reshape(b, k, -1), present)
 
     # ------------------------------------------------------------------------------------------- text API
@@ -186,10 +241,7 @@ class FlashEvaluator(nn.Module):
         index = [unique.index(t) for t in texts] if self.config.dedup else list(range(len(texts)))
         ids, mask = _pad([encode_bytes(t, self.config.max_candidate_tokens) for t in unique])
         ids, mask = ids.to(device), mask.to(device)
-        n = len(unique)
-        pooled = self.encode_candidates(
-            ids, mask, memory.expand(n, -1, -1), ctx_mask.expand(n, -1)
-        )  # each unique candidate once
+        pooled = self.encode_candidates(ids, mask, memory, ctx_mask)  # each unique candidate once, one shared context
         pooled = pooled[torch.tensor(index, device=device)].unsqueeze(0)  # (1, K, d): duplicates keep their count
         present = torch.ones(1, len(texts), dtype=torch.bool, device=device)
         return self.score_pooled(pooled, present)[0].tolist()
