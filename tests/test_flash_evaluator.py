@@ -308,3 +308,27 @@ def test_evaluator_recipe_validation(tmp_path, section, key, fragment):
     with pytest.raises(RecipeError) as info:
         load_recipe(path)
     assert str(info.value).startswith(f"{path}: {key}: ") and fragment in str(info.value)
+
+
+def test_select_generates_k_candidates_with_a_model(tiny_model_dir, tmp_path, capsys):
+    _model().save_pretrained(tmp_path / "ev")
+    argv = [
+        "select",
+        "--evaluator",
+        str(tmp_path / "ev"),
+        "--model",
+        str(tiny_model_dir),
+        "-k",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "What is 1+2?",
+        "What is 3+4?",
+    ]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["prompt"] for line in lines] == ["What is 1+2?", "What is 3+4?"]
+    for line in lines:
+        assert len(line["candidates"]) == 3 and line["choice"] == line["candidates"][line["index"]]
+        assert line["scores"][line["index"]] == max(line["scores"])
+    assert main(["select", "--evaluator", str(tmp_path / "ev"), "--model", str(tiny_model_dir), "-k", "0", "x"]) == 2
