@@ -332,3 +332,33 @@ def test_select_generates_k_candidates_with_a_model(tiny_model_dir, tmp_path, ca
         assert len(line["candidates"]) == 3 and line["choice"] == line["candidates"][line["index"]]
         assert line["scores"][line["index"]] == max(line["scores"])
     assert main(["select", "--evaluator", str(tmp_path / "ev"), "--model", str(tiny_model_dir), "-k", "0", "x"]) == 2
+
+
+def test_agreement_features_are_visible_only_to_the_joint_model():
+    joint, single = _model(agreement="last_number"), _model(agreement="last_number", cross_candidate=False)
+    candidates = ["2 + 2 = 4", "4", "2 + 2 = 5", "no idea"]
+    assert joint.features(candidates) == [[0.5, 1.0, 1.0], [0.5, 1.0, 1.0], [0.25, 0.0, 1.0], [0.0, 0.0, 0.0]]
+    assert single.features(candidates) == [[1.0, 1.0, 1.0]] * 3 + [[0.0, 0.0, 0.0]]  # each candidate alone
+    assert _model().features(candidates) == [[0.0, 0.0, 0.0]] * 4
+    plain = FlashEvaluator(FlashEvaluatorConfig(**{**SMALL, "agreement": "last_number", "dedup": False})).eval()
+    plain.load_state_dict(joint.state_dict())
+    assert joint.score_group("2+2", candidates + ["4"]) == pytest.approx(
+        plain.score_group("2+2", candidates + ["4"]), abs=1e-5
+    )
+
+
+def test_training_uses_agreement(tmp_path):
+    """Groups whose best candidate is the majority answer but looks like any other: agreement makes it learnable."""
+    import random
+
+    rng = random.Random(0)
+    groups = []
+    for _ in range(200):
+        right = str(rng.randint(10, 99))
+        wrong = [str(rng.randint(10, 99)) for _ in range(3)]
+        candidates = [right, right, right] + wrong
+        rng.shuffle(candidates)
+        groups.append(Group("say a number", candidates, [float(c == right) for c in candidates]))
+    model = _model(agreement="stripped")
+    train_evaluator(model, groups[:160], None, TrainConfig(epochs=6, lr=3e-3, batch_groups=16), log=None)
+    assert selection_accuracy(model, groups[160:])["decisive_accuracy"] >= 0.9

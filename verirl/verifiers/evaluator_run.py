@@ -112,6 +112,7 @@ def run_evaluator_recipe(recipe: Any) -> dict[str, Any]:
             **selection_accuracy(model, eval_groups),
             "parameters": model.num_parameters(),
             "train_seconds": round(history["seconds"], 1),
+            "best_epoch": history["best_epoch"],
             "path": str(directory),
         }
     outputs.write_json_atomic(out / outputs.RESULTS, results)

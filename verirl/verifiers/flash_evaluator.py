@@ -21,10 +21,16 @@ Our design (the architecture details are not published):
   shared (``dedup``), which is where sampled LLM outputs (that repeat themselves) make the cost sublinear in K.
 * **Cross-candidate stage**: set attention over the K pooled candidate vectors (no positions: the scores are
   permutation-equivariant), so each candidate's score depends on the others, e.g. how many agree with it.
+* **Answer agreement** (optional, ``agreement: <extractor>``): each candidate's vector gets a learned embedding of
+  how many candidates of the group give the same final answer (verirl.answers extractors) — the signal majority
+  voting uses, handed to the cross-candidate stage directly instead of being learned from bytes. It exists only
+  for the joint evaluator: the pointwise baseline computes it on a group of one (constant).
 * **One score per candidate** from a linear head; ``select`` is the argmax.
 * **Training**: listwise softmax cross-entropy against ``softmax(reward / temperature)`` over the group (ties share
-  the target), optionally plus a pairwise logistic loss; groups whose rewards are all equal carry no listwise
-  signal and are skipped.
+  the target; groups whose rewards are all equal carry no listwise signal and are left out of it), plus, by
+  default, the per-candidate loss of the pointwise baseline on every group (``pointwise_weight``: all-wrong groups
+  still teach what a wrong answer looks like), optionally plus a pairwise logistic loss. The epoch that selects best
+  on a validation split of the training groups is kept (small group sets overfit within a few epochs).
 * **Pointwise baseline** (``cross_candidate=False``): the same modules and parameter count, but every candidate is
   scored alone (its own forward pass, context re-encoded, the set stage sees a set of one) and trained with
   per-candidate binary cross-entropy (or MSE for non-binary rewards) — an independent evaluator.
@@ -40,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -48,6 +55,7 @@ import torch
 from torch import nn
 
 PAD, BOS, EMPTY, OFFSET = 0, 1, 2, 3
+AGREEMENT_FEATURES = 3
 VOCAB = 256 + OFFSET
 CONFIG_FILE = "evaluator_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -65,6 +73,7 @@ class FlashEvaluatorConfig:
     max_context_tokens: int = 192
     max_candidate_tokens: int = 64
     cross_candidate: bool = True  # False: the pointwise baseline
+    agreement: str | None = None  # an answer extractor (verirl.answers): add answer-agreement features per candidate
     dedup: bool = True  # encode identical candidates of a group once
 
 
@@ -170,8 +179,10 @@ class FlashEvaluator(nn.Module):
         self.pool_query = nn.Parameter(torch.randn(d) / math.sqrt(d))
         self.pool_key = nn.Linear(d, d)
         self.cross = nn.TransformerEncoder(_layer(config), config.cross_layers, enable_nested_tensor=False)
+        self.agreement = nn.Linear(AGREEMENT_FEATURES, d)
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, 1)
+        self._extractor: Any = None
 
     # --------------------------------------------------------------------------------------------- tensors
 
@@ -197,8 +208,33 @@ class FlashEvaluator(nn.Module):
         weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
         return (weights.unsqueeze(-1) * hidden).sum(1)
 
-    def score_pooled(self, pooled: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    def features(self, candidates: list[str]) -> list[list[float]]:
+        """Answer agreement within a group, per candidate: the share of the group giving the same answer, whether
+        that answer is the most common one, whether there is an answer at all. Zeros without ``agreement``.
+        The pointwise baseline sees each candidate alone (a group of one)."""
+        if not self.config.agreement:
+            return [[0.0] * AGREEMENT_FEATURES for _ in candidates]
+        from verirl.answers import extract_all, get_extractor
+
+        if self._extractor is None:
+            self._extractor = get_extractor(self.config.agreement)
+        rows = []
+        for group in [candidates] if self.config.cross_candidate else [[c] for c in candidates]:
+            answers = extract_all(self._extractor, group)
+            counts = Counter(a for a in answers if a is not None)
+            top = max(counts.values()) if counts else 0
+            rows += [
+                [counts[a] / len(group), float(counts[a] == top), 1.0] if a is not None else [0.0, 0.0, 0.0]
+                for a in answers
+            ]
+        return rows
+
+    def score_pooled(
+        self, pooled: torch.Tensor, present: torch.Tensor, features: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, K, d) pooled candidates -> (B, K) scores; the set stage compares candidates unless pointwise."""
+        if features is not None:
+            pooled = pooled + self.agreement(features)
         if self.config.cross_candidate:
             hidden = self.cross(pooled, src_key_padding_mask=~present)
         else:
@@ -214,6 +250,7 @@ class FlashEvaluator(nn.Module):
         candidate_ids: torch.Tensor,  # (B, K, L)
         candidate_mask: torch.Tensor,
         present: torch.Tensor,  # (B, K): which of the K slots hold a candidate
+        features: torch.Tensor | None = None,  # (B, K, 3) answer-agreement features
     ) -> torch.Tensor:
         b, k, length = candidate_ids.shape
         context = self.encode_context(context_ids, context_mask)
@@ -224,7 +261,7 @@ class FlashEvaluator(nn.Module):
         pooled = self.encode_candidates(
             candidate_ids.reshape(b * k, length), flat_mask, flat_context, flat_context_mask
         )
-        return self.score_pooled(pooled.reshape(b, k, -1), present)
+        return self.score_pooled(pooled.reshape(b, k, -1), present, features)
 
     # ------------------------------------------------------------------------------------------- text API
 
@@ -244,7 +281,8 @@ class FlashEvaluator(nn.Module):
         pooled = self.encode_candidates(ids, mask, memory, ctx_mask)  # each unique candidate once, one shared context
         pooled = pooled[torch.tensor(index, device=device)].unsqueeze(0)  # (1, K, d): duplicates keep their count
         present = torch.ones(1, len(texts), dtype=torch.bool, device=device)
-        return self.score_pooled(pooled, present)[0].tolist()
+        features = torch.tensor([self.features(texts)], dtype=pooled.dtype, device=device)
+        return self.score_pooled(pooled, present, features)[0].tolist()
 
     @torch.no_grad()
     def score_group(self, context: Any, candidates: list[str]) -> list[float]:
@@ -306,6 +344,8 @@ class TrainConfig:
     batch_groups: int = 32
     temperature: float = 0.1  # listwise target softmax(reward / temperature)
     pairwise_weight: float = 0.0  # add a pairwise logistic loss with this weight
+    pointwise_weight: float = 1.0  # joint model: add per-candidate BCE/MSE on every group (also all-equal ones)
+    validation_fraction: float = 0.1  # training groups held out to keep the best epoch (0: keep the last epoch)
     seed: int = 0
     log_every: int = 1  # epochs
 
@@ -315,7 +355,10 @@ def _batch(model: FlashEvaluator, groups: list[Any]) -> tuple[torch.Tensor, ...]
     ctx_ids, ctx_mask = _pad([encode_bytes(context_text(g.context), c.max_context_tokens, keep="end") for g in groups])
     k = max(len(g.candidates) for g in groups)
     rows, present, rewards = [], torch.zeros(len(groups), k, dtype=torch.bool), torch.zeros(len(groups), k)
+    features = torch.zeros(len(groups), k, AGREEMENT_FEATURES)
     for i, g in enumerate(groups):
+        if g.candidates:
+            features[i, : len(g.candidates)] = torch.tensor(model.features(g.candidates))
         for j in range(k):
             if j < len(g.candidates):
                 rows.append(encode_bytes(g.candidates[j], c.max_candidate_tokens))
@@ -324,16 +367,23 @@ def _batch(model: FlashEvaluator, groups: list[Any]) -> tuple[torch.Tensor, ...]
             else:
                 rows.append([PAD])
     ids, mask = _pad(rows)
-    return ctx_ids, ctx_mask, ids.view(len(groups), k, -1), mask.view(len(groups), k, -1), present, rewards
+    return ctx_ids, ctx_mask, ids.view(len(groups), k, -1), mask.view(len(groups), k, -1), present, rewards, features
 
 
 def listwise_loss(
     scores: torch.Tensor, rewards: torch.Tensor, present: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """Softmax cross-entropy over each group's candidates against softmax(reward / temperature)."""
+    """Softmax cross-entropy over each group's candidates against softmax(reward / temperature), averaged over the
+    groups whose rewards are not all equal (the others say nothing about which candidate to pick)."""
     target = torch.softmax((rewards / temperature).masked_fill(~present, float("-inf")), dim=-1)
     log_p = torch.log_softmax(scores, dim=-1).masked_fill(~present, 0.0)
-    return -(target * log_p).sum(-1).mean()
+    per_group = -(target * log_p).sum(-1)
+    low = rewards.masked_fill(~present, float("inf")).amin(-1)
+    high = rewards.masked_fill(~present, float("-inf")).amax(-1)
+    decisive = high > low
+    if not decisive.any():
+        return scores.masked_fill(~present, 0.0).sum() * 0.0
+    return per_group[decisive].mean()
 
 
 def pairwise_loss(scores: torch.Tensor, rewards: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -391,11 +441,17 @@ def train_evaluator(
     config: TrainConfig | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Train listwise (joint model) or pointwise (baseline). Returns the training history."""
+    """Train listwise (joint model) or pointwise (baseline) and keep the epoch that selects best on a validation
+    split of the training groups (``eval_groups`` are only reported). Returns the training history."""
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
     pointwise = not model.config.cross_candidate
-    groups = [g for g in train_groups if g.candidates] if pointwise else _decisive(train_groups)
+    use_all = pointwise or config.pointwise_weight > 0  # the per-candidate loss learns from every group
+    split = torch.randperm(len(train_groups), generator=torch.Generator().manual_seed(config.seed)).tolist()
+    n_val = int(len(train_groups) * config.validation_fraction) if len(train_groups) >= 20 else 0
+    validation = [train_groups[i] for i in split[:n_val]]
+    train_groups = [train_groups[i] for i in split[n_val:]]
+    groups = [g for g in train_groups if g.candidates] if use_all else _decisive(train_groups)
     if not groups:
         raise ValueError("no training groups with a signal (every group has equal rewards)")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -403,6 +459,7 @@ def train_evaluator(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(config.seed)
     history = []
+    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-1.0, 0, None)
     start = time.monotonic()
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -410,12 +467,14 @@ def train_evaluator(
         total = 0.0
         for i in range(0, len(order), config.batch_groups):
             batch = [groups[j] for j in order[i : i + config.batch_groups]]
-            ctx_ids, ctx_mask, ids, mask, present, rewards = _batch(model, batch)
-            scores = model(ctx_ids, ctx_mask, ids, mask, present)
+            ctx_ids, ctx_mask, ids, mask, present, rewards, features = _batch(model, batch)
+            scores = model(ctx_ids, ctx_mask, ids, mask, present, features)
             if pointwise:
                 loss = pointwise_loss(scores, rewards, present)
             else:
                 loss = listwise_loss(scores, rewards, present, config.temperature)
+                if config.pointwise_weight:
+                    loss = loss + config.pointwise_weight * pointwise_loss(scores, rewards, present)
                 if config.pairwise_weight:
                     loss = loss + config.pairwise_weight * pairwise_loss(scores, rewards, present)
             optimizer.zero_grad()
@@ -425,10 +484,24 @@ def train_evaluator(
             scheduler.step()
             total += loss.item() * len(batch)
         record: dict[str, Any] = {"epoch": epoch, "loss": total / len(groups), "seconds": time.monotonic() - start}
+        if validation:
+            metrics = selection_accuracy(model, validation)
+            score = metrics["decisive_accuracy"] if metrics["decisive_groups"] else metrics["accuracy"]
+            record["validation"] = score
+            if score > best[0]:
+                best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if eval_groups and (epoch % config.log_every == 0 or epoch == config.epochs):
             record.update(selection_accuracy(model, eval_groups))
         history.append(record)
         if log and (epoch % config.log_every == 0 or epoch == config.epochs):
             log(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
+    if best[2] is not None:
+        model.load_state_dict(best[2])
     model.eval()
-    return {"history": history, "train_groups": len(groups), "seconds": time.monotonic() - start}
+    return {
+        "history": history,
+        "train_groups": len(groups),
+        "validation_groups": len(validation),
+        "best_epoch": best[1] if best[2] is not None else config.epochs,
+        "seconds": time.monotonic() - start,
+    }
