@@ -27,7 +27,8 @@ from pathlib import Path
 KS = (4, 8, 16, 32, 64)
 
 
-def synthetic_groups(n_prompts: int, k: int, seed: int, max_operand: int = 20):
+def synthetic_groups(n_prompts: int, k: int, seed: int, n_eval: int = 0, max_operand: int = 50):
+    """NoisyArithmeticGenerator groups for ``n_prompts`` training prompts (and ``n_eval`` disjoint held-out ones)."""
     from verirl.data import load_data
     from verirl.generators import SamplingParams
     from verirl.recipes import DataSpec
@@ -35,11 +36,13 @@ def synthetic_groups(n_prompts: int, k: int, seed: int, max_operand: int = 20):
     from verirl.testing import NoisyArithmeticGenerator
     from verirl.verifiers.groups import build_groups
 
-    spec = DataSpec(builtin="arithmetic", n_train=n_prompts, n_eval=1, seed=seed, options={"max_operand": max_operand})
-    data, _ = load_data(spec)
-    return build_groups(
-        NoisyArithmeticGenerator(p_correct=0.3, seed=seed), data, k, number_match, SamplingParams(seed=seed)
+    spec = DataSpec(
+        builtin="arithmetic", n_train=n_prompts, n_eval=max(1, n_eval), seed=seed, options={"max_operand": max_operand}
     )
+    train, held_out = load_data(spec)
+    generator, sampling = NoisyArithmeticGenerator(p_correct=0.3, seed=seed), SamplingParams(seed=seed)
+    groups = build_groups(generator, train, k, number_match, sampling)
+    return (groups, build_groups(generator, held_out, k, number_match, sampling)) if n_eval else groups
 
 
 def timing_groups_from_model(model: str, n_prompts: int, seed: int):
@@ -97,8 +100,7 @@ def main() -> None:
 
     start = time.time()
     if args.quick:
-        train_groups = synthetic_groups(1200, 8, args.seed)
-        eval_groups = synthetic_groups(200, 8, args.seed + 1)
+        train_groups, eval_groups = synthetic_groups(1200, 8, args.seed, n_eval=200)
         timing = synthetic_groups(args.timing_prompts, max(KS), args.seed + 2)
         epochs, source = args.epochs or 10, "synthetic (NoisyArithmeticGenerator)"
     elif args.groups_from:
