@@ -102,6 +102,17 @@ def _parser() -> argparse.ArgumentParser:
     select.add_argument("--max-new-tokens", type=int, default=32)
     select.add_argument("--seed", type=int, default=0)
 
+    score = sub.add_parser("score", parents=[common], help="score images with an image reward")
+    ssub = score.add_subparsers(dest="score_command", metavar="REWARD")
+    tp = ssub.add_parser(
+        "textpecker", parents=[common], help="TextPecker: semantic match + glyph soundness of rendered text"
+    )
+    tp.add_argument("images", nargs="+", metavar="IMAGE")
+    tp.add_argument("--text", required=True, help="the text the images should show")
+    tp.add_argument("--omega", type=float, default=1.0, help="anomaly penalty (1: evaluation, 5: training reward)")
+    tp.add_argument("--semantic-weight", type=float, default=0.5)
+    tp.add_argument("--structural-weight", type=float, default=0.5)
+
     models = sub.add_parser("models", parents=[common], help="built-in models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
     msub.add_parser("list", parents=[common], help="built-in model aliases and whether they are prepared")
@@ -416,6 +427,24 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    if args.score_command != "textpecker":
+        raise VerirlError("score: name a reward (verirl score textpecker --text TEXT IMAGE ...)")
+    try:
+        from verirl.rewards.textpecker import TextPecker
+
+        scorer = TextPecker(
+            omega=args.omega, semantic_weight=args.semantic_weight, structural_weight=args.structural_weight
+        )
+        scores = scorer.score(args.images, [args.text] * len(args.images))
+    except (ValueError, ImportError) as exc:
+        raise VerirlError(str(exc)) from exc
+    for path, result in zip(args.images, scores, strict=True):
+        row = {"image": path, **result.as_dict()}
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, ensure_ascii=False))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from verirl.models import BUILTIN_MODELS, cache_dir, prepare_builtin
 
@@ -445,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": cmd_models,
         "evaluator": cmd_evaluator,
         "select": cmd_select,
+        "score": cmd_score,
     }
     if args.command not in handlers:
         parser.print_help()

@@ -163,3 +163,6 @@ def majority_vote(prompts: list, completions: list, extractor: str = "last_numbe
             votes[key][answer] = votes[key].get(answer, 0) + 1
     majority = {key: max(counts, key=counts.get) for key, counts in votes.items()}  # ties: first seen
     return [float(a is not None and a == majority.get(k)) for k, a in zip(keys, answers, strict=True)]
+
+
+import verirl.rewards.textpecker  # noqa: E402,F401  (registers the image reward "textpecker"; heavy deps load lazily)

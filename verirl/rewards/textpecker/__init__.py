@@ -1,0 +1,133 @@
+"""TextPecker: a reward for rendering the requested text correctly and with structurally sound glyphs.
+
+Paper: "Rewarding Structural Anomaly Quantification for Enhancing Visual Text Rendering" (TextPecker, arXiv
+2602.20903, CVPR 2026). From the paper: the semantic score S_E, the structural score S_Q with omega = 5 for training,
+and R = 0.5 S_E + 0.5 S_Q (:mod:`.score`). Our design: the recogniser is paddleocr (PP-OCRv5, onnxruntime, offline;
+:mod:`.ocr`) instead of the paper's fine-tuned 8B VLM, and structural anomalies come from a character-level detector
+over the recogniser's own evidence (:mod:`.detector`). Bad images never raise: an image that cannot be read scores
+``None`` (not applicable: usually a pipeline error, not the model's), an image that is too small or holds no text
+scores 0 (the model drew no legible text); both carry a reason.
+
+Use it as the reward ``textpecker`` (completions are images: PIL images, paths or arrays; the target text comes
+from a dataset column, ``text`` by default) or through :class:`TextPecker` / ``verirl score textpecker``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from verirl.rewards.base import reward
+from verirl.rewards.textpecker.score import semantic_score, structural_score
+
+
+@dataclass
+class TextPeckerScore:
+    reward: float | None
+    semantic: float | None = None
+    structural: float | None = None
+    recognized: str = ""
+    anomalies: list[int] = field(default_factory=list)  # indices into ``recognized`` of flagged characters
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TextPecker:
+    """Scores images against target texts: OCR once per batch, then S_E, S_Q and the weighted reward."""
+
+    def __init__(
+        self,
+        *,
+        semantic_weight: float = 0.5,
+        structural_weight: float = 0.5,
+        omega: float = 5.0,
+        backend: Any = None,
+        detector: Any = None,
+        limit_side_len: int = 736,
+    ):
+        for name, value in (("semantic_weight", semantic_weight), ("structural_weight", structural_weight)):
+            if value < 0:
+                raise ValueError(f"textpecker: {name} must be >= 0, got {value}")
+        if omega < 0:
+            raise ValueError(f"textpecker: omega must be >= 0, got {omega}")
+        self.semantic_weight, self.structural_weight, self.omega = semantic_weight, structural_weight, omega
+        self._backend, self._detector, self._limit = backend, detector, limit_side_len
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> Any:
+        with self._lock:  # the reward guard may call from a worker thread
+            if self._backend is None:
+                from verirl.rewards.textpecker.ocr import PaddleOCRBackend
+
+                self._backend = PaddleOCRBackend(limit_side_len=self._limit)
+            return self._backend
+
+    @property
+    def detector(self) -> Any:
+        if self._detector is None:
+            from verirl.rewards.textpecker.detector import EvidenceDetector
+
+            self._detector = EvidenceDetector()
+        return self._detector
+
+    def score(self, images: list[Any], targets: list[str]) -> list[TextPeckerScore]:
+        from verirl.rewards.textpecker.images import to_bgr
+
+        if len(images) != len(targets):
+            raise ValueError(f"textpecker: {len(images)} images but {len(targets)} target texts")
+        out: list[TextPeckerScore | None] = [None] * len(images)
+        arrays, where = [], []
+        for i, image in enumerate(images):
+            array, reason = to_bgr(image)
+            if array is None:
+                small = reason is not None and reason.startswith("image too small")
+                out[i] = TextPeckerScore(0.0 if small else None, reason=reason)
+            else:
+                arrays.append(array)
+                where.append(i)
+        for i, result in zip(where, self.backend.read(arrays) if arrays else [], strict=True):
+            out[i] = self._score_one(result, str(targets[i] or ""))
+        return out  # type: ignore[return-value]
+
+    def _score_one(self, result: Any, target: str) -> TextPeckerScore:
+        if result.error:
+            return TextPeckerScore(None, reason=result.error)
+        recognized, anomalies, offset = "", [], 0
+        for line in result.lines:
+            if not line.text:
+                continue
+            if recognized:
+                recognized += " "
+                offset += 1
+            anomalies += [offset + j for j in self.detector.flag(line)]
+            recognized += line.text
+            offset += len(line.text)
+        semantic = semantic_score(target, recognized)
+        structural = structural_score(recognized, len(anomalies), self.omega)
+        total = self.semantic_weight + self.structural_weight
+        value = (self.semantic_weight * semantic + self.structural_weight * structural) / total if total else 0.0
+        reason = None if recognized.strip() else "no text found"
+        return TextPeckerScore(value, semantic, structural, recognized, anomalies, reason)
+
+
+@reward("textpecker")
+class TextPeckerReward:
+    """TextPecker OCR reward for images: 0.5 x semantic match + 0.5 x glyph soundness (paddleocr, offline)."""
+
+    def __init__(self, text_column: str = "text", **options: Any):
+        self.text_column = text_column
+        self.scorer = TextPecker(**options)
+        self.__name__ = "textpecker"
+
+    def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
+        if self.text_column not in kwargs:
+            raise KeyError(
+                f"textpecker: the dataset has no column {self.text_column!r} with the target text "
+                f"(set the reward's text_column; columns: {', '.join(sorted(kwargs)) or 'none'})"
+            )
+        scores = self.scorer.score(list(completions), list(kwargs[self.text_column]))
+        return [s.reward for s in scores]
