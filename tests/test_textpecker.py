@@ -150,3 +150,16 @@ def test_cli_prints_one_json_object_per_image_in_order(tmp_path):
     assert [r["image"] for r in rows] == [str(tmp_path / "a.png"), str(tmp_path / "missing.png")]
     assert {"semantic", "structural", "reward", "recognized", "anomalies"} <= set(rows[0])
     assert rows[0]["semantic"] == 1.0 and rows[1]["reward"] is None and "no such image" in rows[1]["reason"]
+
+
+def test_backend_reads_the_same_text_as_paddleocrs_own_pipeline(scorer):
+    from verirl.rewards.textpecker.images import to_bgr
+    from verirl.rewards.textpecker.ocr import paddleocr_pipeline
+
+    image = render("OPEN 24 HOURS")
+    ImageDraw.Draw(image).text((40, 400), "second line", fill="black", font=ImageFont.truetype(LATIN_FONT, 40))
+    array = to_bgr(image)[0]
+    ours = scorer.backend.read([array])[0]
+    theirs = next(iter(paddleocr_pipeline().predict([array])))
+    assert [line.text for line in ours.lines] == list(theirs["rec_texts"])
+    assert all(len(line.char_probs) == len(line.text) for line in ours.lines)

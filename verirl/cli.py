@@ -113,6 +113,21 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--semantic-weight", type=float, default=0.5)
     tp.add_argument("--structural-weight", type=float, default=0.5)
 
+    tpk = sub.add_parser("textpecker", parents=[common], help="TextPecker synthesis engine and anomaly detector")
+    tsub = tpk.add_subparsers(dest="textpecker_command", metavar="ACTION")
+    syn = tsub.add_parser("synth", parents=[common], help="render text lines with stroke edits and per-char labels")
+    syn.add_argument("--out", required=True)
+    syn.add_argument("--n", type=int, default=100)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--heldout-fonts", action="store_true", help="use the fonts kept out of detector training")
+    syn.add_argument("--p-edit", type=float, default=0.3, help="probability that a character is edited")
+    tdet = tsub.add_parser("train-detector", parents=[common], help="train the character anomaly detector")
+    tdet.add_argument("--out", required=True, help="directory for detector.safetensors and detector_metrics.json")
+    tdet.add_argument("--n-train", type=int, default=6000)
+    tdet.add_argument("--n-heldout", type=int, default=800)
+    tdet.add_argument("--epochs", type=int, default=15)
+    tdet.add_argument("--seed", type=int, default=1)
+
     models = sub.add_parser("models", parents=[common], help="built-in models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
     msub.add_parser("list", parents=[common], help="built-in model aliases and whether they are prepared")
@@ -445,6 +460,37 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_textpecker(args: argparse.Namespace) -> int:
+    if args.textpecker_command == "synth":
+        from verirl.rewards.textpecker.synth import HELDOUT_FONTS, TRAIN_FONTS, synthesize, write_dataset
+
+        if args.n < 1:
+            raise VerirlError(f"--n: expected a positive number of lines, got {args.n}")
+        if not 0.0 <= args.p_edit <= 1.0:
+            raise VerirlError(f"--p-edit: expected a probability in [0, 1], got {args.p_edit}")
+        out = Path(args.out)
+        if (out / "labels.jsonl").exists():
+            raise VerirlError(f"--out {out}: already holds a dataset (labels.jsonl); choose another directory")
+        fonts = HELDOUT_FONTS if args.heldout_fonts else TRAIN_FONTS
+        try:
+            labels = write_dataset(synthesize(args.n, args.seed, fonts, args.p_edit), out)
+        except FileNotFoundError as exc:
+            raise VerirlError(str(exc)) from exc
+        print(f"[verirl] wrote {args.n} line images and {labels}")
+        return 0
+    if args.textpecker_command == "train-detector":
+        from verirl.rewards.textpecker.training import run
+
+        out = Path(args.out)
+        if (out / "detector.safetensors").exists():
+            raise VerirlError(f"--out {out}: already holds detector.safetensors; choose another directory")
+        results = run(out, args.n_train, args.n_heldout, args.epochs, args.seed, log=lambda m: print(f"[verirl] {m}"))
+        print(json.dumps({k: results[k] for k in ("learned", "evidence_thresholds", "plain_ocr")}, indent=2))
+        print(f"[verirl] weights and metrics in {out}")
+        return 0
+    raise VerirlError("textpecker: name an action (synth, train-detector)")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from verirl.models import BUILTIN_MODELS, cache_dir, prepare_builtin
 
@@ -475,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluator": cmd_evaluator,
         "select": cmd_select,
         "score": cmd_score,
+        "textpecker": cmd_textpecker,
     }
     if args.command not in handlers:
         parser.print_help()

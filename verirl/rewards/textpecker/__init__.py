@@ -69,9 +69,11 @@ class TextPecker:
     @property
     def detector(self) -> Any:
         if self._detector is None:
-            from verirl.rewards.textpecker.detector import EvidenceDetector
+            from verirl.rewards.textpecker.detector import default_detector
 
-            self._detector = EvidenceDetector()
+            self._detector = default_detector()
+            if hasattr(self._detector, "index"):  # the learned detector compares against the target's characters
+                self._detector.index = self.backend.recognizer.index
         return self._detector
 
     def score(self, images: list[Any], targets: list[str]) -> list[TextPeckerScore]:
@@ -96,16 +98,16 @@ class TextPecker:
     def _score_one(self, result: Any, target: str) -> TextPeckerScore:
         if result.error:
             return TextPeckerScore(None, reason=result.error)
-        recognized, anomalies, offset = "", [], 0
-        for line in result.lines:
-            if not line.text:
-                continue
-            if recognized:
-                recognized += " "
-                offset += 1
-            anomalies += [offset + j for j in self.detector.flag(line)]
-            recognized += line.text
-            offset += len(line.text)
+        from verirl.rewards.textpecker.detector import align
+
+        lines = [line for line in result.lines if line.text]
+        recognized = " ".join(line.text for line in lines)
+        mapping = align(recognized.lower(), target.lower())  # recognised index -> target index
+        anomalies, offset = [], 0
+        for line in lines:
+            expected = [target[mapping[offset + k]] if offset + k in mapping else None for k in range(len(line.text))]
+            anomalies += [offset + j for j in self.detector.flag(line, expected)]
+            offset += len(line.text) + 1
         semantic = semantic_score(target, recognized)
         structural = structural_score(recognized, len(anomalies), self.omega)
         total = self.semantic_weight + self.structural_weight

