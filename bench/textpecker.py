@@ -22,12 +22,14 @@ WORDS = "open sale coffee hotel garden river music north market station library 
 def images(n: int, seed: int):
     from PIL import Image, ImageDraw, ImageFont
 
+    from verirl.rewards.textpecker.synth import font_paths
+
     rng = random.Random(seed)
     out, texts = [], []
     for _ in range(n):
         text = " ".join(rng.sample(WORDS, rng.randint(1, 3))).upper()
         size = rng.randint(32, 64)
-        font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", size)
+        font = ImageFont.truetype(str(font_paths(("DejaVuSans.ttf",))[0]), size)
         img = Image.new("RGB", (512, 512), tuple(rng.randint(200, 255) for _ in range(3)))
         draw = ImageDraw.Draw(img)
         draw.text((rng.randint(10, 60), rng.randint(40, 300)), text, fill=(rng.randint(0, 60),) * 3, font=font)

@@ -105,6 +105,20 @@ def test_synth_labels_match_edits_and_are_reproducible():
     assert all(sum(line.labels) == 0 for line in clean)
 
 
+def test_chinese_lines_use_cjk_fonts_and_label_edits():
+    from verirl.rewards.textpecker.synth import ZH_HELDOUT_FONTS, synthesize
+
+    for fonts in (None, ZH_HELDOUT_FONTS):
+        lines = synthesize(12, seed=5, fonts=fonts, p_edit=0.5, script="zh")
+        assert all("\u4e00" <= ch <= "\u9fff" for line in lines for ch in line.text)
+        for line in lines:
+            assert [bool(e) for e in line.edits] == [bool(lab) for lab in line.labels]
+            ink = (np.asarray(line.image.convert("L")) < 128).mean()
+            assert ink > 0.02  # glyphs were drawn (a font without CJK glyphs would draw nothing or boxes)
+    with pytest.raises(ValueError, match="script"):
+        synthesize(1, 0, script="xx")
+
+
 def test_synth_cli_writes_images_and_labels(tmp_path):
     out = tmp_path / "synth"
     cmd = [sys.executable, "-m", "verirl.cli", "textpecker", "synth", "--out", str(out), "--n", "5", "--seed", "7"]
@@ -119,17 +133,34 @@ def test_synth_cli_writes_images_and_labels(tmp_path):
 # ------------------------------------------------------------------------------------------ learned detector
 
 
-def test_shipped_detector_beats_plain_ocr_on_heldout_fonts(tmp_path, monkeypatch):
+@pytest.mark.parametrize("script", ["en", "zh"])
+def test_shipped_detector_beats_plain_ocr_on_heldout_fonts(script, tmp_path, monkeypatch):
     pytest.importorskip("paddleocr", reason="the ocr extra is not installed")
     from verirl.rewards.textpecker import detector as det
     from verirl.rewards.textpecker.ocr import REC_NAME, CTCRecognizer, prepare_models
-    from verirl.rewards.textpecker.synth import HELDOUT_FONTS, synthesize
+    from verirl.rewards.textpecker.synth import SCRIPTS, synthesize
 
     monkeypatch.setenv("VERIRL_CACHE", str(tmp_path))
     recognizer = CTCRecognizer(prepare_models() / REC_NAME)
-    lines = det.read_lines(synthesize(120, seed=99, fonts=HELDOUT_FONTS), recognizer)
+    lines = det.read_lines(synthesize(120, seed=99, fonts=SCRIPTS[script][1], script=script), recognizer)
     learned = det.LearnedDetector()
-    flags = [[j for j, p in enumerate(learned.classify(line.crops, line.evidence)) if p > 0.5] for line in lines]
+    flags = [
+        [j for j, p in enumerate(learned.classify(line.crops, line.evidence)) if p > learned.threshold]
+        for line in lines
+    ]
     ours, plain = f1_scores(lines, flags), plain_ocr_f1(lines)
     assert ours["f1"] > plain["f1"]
     assert ours["f1"] > 0.6
+
+
+def test_detector_threshold_comes_from_the_weights_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from verirl.rewards.textpecker.detector import LearnedDetector, _classifier
+
+    path = tmp_path / "d.safetensors"
+    save_file(_classifier().state_dict(), str(path), metadata={"threshold": "0.7"})
+    assert LearnedDetector(path).threshold == 0.7
+    assert LearnedDetector(path, threshold=0.5).threshold == 0.5
+    with pytest.raises(FileNotFoundError, match="train-detector"):
+        LearnedDetector(tmp_path / "missing.safetensors")

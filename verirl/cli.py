@@ -121,11 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--heldout-fonts", action="store_true", help="use the fonts kept out of detector training")
     syn.add_argument("--p-edit", type=float, default=0.3, help="probability that a character is edited")
+    syn.add_argument("--script", choices=("en", "zh"), default="en")
     tdet = tsub.add_parser("train-detector", parents=[common], help="train the character anomaly detector")
     tdet.add_argument("--out", required=True, help="directory for detector.safetensors and detector_metrics.json")
-    tdet.add_argument("--n-train", type=int, default=6000)
-    tdet.add_argument("--n-heldout", type=int, default=800)
-    tdet.add_argument("--epochs", type=int, default=15)
+    tdet.add_argument("--n-train", type=int, default=6000, help="training lines per script")
+    tdet.add_argument("--n-heldout", type=int, default=800, help="held-out lines per script")
+    tdet.add_argument("--epochs", type=int, default=20)
     tdet.add_argument("--seed", type=int, default=1)
 
     models = sub.add_parser("models", parents=[common], help="built-in models")
@@ -457,12 +458,21 @@ def cmd_score(args: argparse.Namespace) -> int:
     for path, result in zip(args.images, scores, strict=True):
         row = {"image": path, **result.as_dict()}
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, ensure_ascii=False))
+    unreadable = [path for path, result in zip(args.images, scores, strict=True) if result.reward is None]
+    if unreadable:  # every image was still scored and printed; the exit code says some input was bad
+        print(
+            f"verirl: error: {len(unreadable)} of {len(scores)} images could not be read: {unreadable[0]}"
+            + (" ..." if len(unreadable) > 1 else "")
+            + ' (see "reason")',
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
 def cmd_textpecker(args: argparse.Namespace) -> int:
     if args.textpecker_command == "synth":
-        from verirl.rewards.textpecker.synth import HELDOUT_FONTS, TRAIN_FONTS, synthesize, write_dataset
+        from verirl.rewards.textpecker.synth import SCRIPTS, synthesize, write_dataset
 
         if args.n < 1:
             raise VerirlError(f"--n: expected a positive number of lines, got {args.n}")
@@ -471,9 +481,9 @@ def cmd_textpecker(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if (out / "labels.jsonl").exists():
             raise VerirlError(f"--out {out}: already holds a dataset (labels.jsonl); choose another directory")
-        fonts = HELDOUT_FONTS if args.heldout_fonts else TRAIN_FONTS
+        fonts = SCRIPTS[args.script][1 if args.heldout_fonts else 0]
         try:
-            labels = write_dataset(synthesize(args.n, args.seed, fonts, args.p_edit), out)
+            labels = write_dataset(synthesize(args.n, args.seed, fonts, args.p_edit, args.script), out)
         except FileNotFoundError as exc:
             raise VerirlError(str(exc)) from exc
         print(f"[verirl] wrote {args.n} line images and {labels}")
@@ -485,7 +495,11 @@ def cmd_textpecker(args: argparse.Namespace) -> int:
         if (out / "detector.safetensors").exists():
             raise VerirlError(f"--out {out}: already holds detector.safetensors; choose another directory")
         results = run(out, args.n_train, args.n_heldout, args.epochs, args.seed, log=lambda m: print(f"[verirl] {m}"))
-        print(json.dumps({k: results[k] for k in ("learned", "evidence_thresholds", "plain_ocr")}, indent=2))
+        summary = {
+            script: {k: round(results[script][k]["f1"], 3) for k in ("learned", "evidence_thresholds", "plain_ocr")}
+            for script in ("en", "zh")
+        }
+        print("[verirl] held-out F1: " + json.dumps(summary))
         print(f"[verirl] weights and metrics in {out}")
         return 0
     raise VerirlError("textpecker: name an action (synth, train-detector)")

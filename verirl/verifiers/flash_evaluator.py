@@ -290,13 +290,15 @@ class FlashEvaluator(nn.Module):
         if not candidates:
             return []
         was_training = self.training
-        self.eval()
+        if was_training:  # switching modes walks every submodule: only when needed
+            self.eval()
         try:
             if self.config.cross_candidate:
                 return self._one_group(context, list(candidates))
             return [self._one_group(context, [c])[0] for c in candidates]
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     def select(self, context: Any, candidates: list[str]) -> int | None:
         """Index of the best candidate (None when there are none)."""

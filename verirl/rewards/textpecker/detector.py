@@ -31,9 +31,8 @@ import numpy as np
 from verirl.rewards.textpecker.ocr import OCRLine
 
 CROP = 32
-# Flag a character above this probability. Chosen on a validation set in the training fonts (other seeds): at 0.9,
-# 1.4 % of clean characters are flagged (7 % at 0.5) for an F1 of 0.81 (0.83 at 0.5) -- a reward sees mostly clean
-# text, and with omega = 5 one false flag in ten characters halves S_Q.
+# Flag a character above this probability unless the weights file names its own (chosen on validation lines in the
+# training fonts by `verirl textpecker train-detector`: the lowest threshold flagging at most 2 % of clean characters).
 DEFAULT_THRESHOLD = 0.9
 WEIGHTS = Path(__file__).with_name("detector.safetensors")
 
@@ -178,16 +177,20 @@ def _classifier():
 class LearnedDetector:
     """Character-crop CNN + CTC evidence; flags characters whose anomaly probability exceeds ``threshold``."""
 
-    def __init__(self, weights: Path | str | None = None, threshold: float = DEFAULT_THRESHOLD):
+    def __init__(self, weights: Path | str | None = None, threshold: float | None = None):
         from safetensors.torch import load_file
 
         path = Path(weights) if weights else WEIGHTS
         if not path.is_file():
             raise FileNotFoundError(f"TextPecker detector weights {path} not found (verirl textpecker train-detector)")
+        from safetensors import safe_open
+
         self.model = _classifier()
         self.model.load_state_dict(load_file(str(path)))
         self.model.eval()
-        self.threshold = threshold
+        with safe_open(str(path), "pt") as f:  # the threshold chosen on validation when the weights were trained
+            chosen = (f.metadata() or {}).get("threshold")
+        self.threshold = threshold if threshold is not None else float(chosen or DEFAULT_THRESHOLD)
         self.index: dict[str, int] = {}  # character -> recogniser class, set by the OCR backend (target evidence)
 
     def probabilities(self, crop: np.ndarray, probs: np.ndarray, targets: list[list[int]] | None = None) -> np.ndarray:

@@ -11,7 +11,8 @@ Latin "E" gives 5-8 pieces). We add **partial erasure** (a rectangle covering 20
 edit, require every edited glyph to differ from the clean one in at least 15 % of its ink (smaller changes are
 not visible flaws; partial erasures are added until it does), and apply blur, shear, noise, colours and sizes to
 whole lines whatever their labels, so that the detector must learn glyph structure, not image quality.
-One line = one image (OCR crops one line at a time).
+One line = one image (OCR crops one line at a time). Scripts: English (DejaVu faces) and Chinese (the CJK fonts of the
+`mplfonts` wheel), each with training fonts and held-out fonts of other designs.
 """
 
 from __future__ import annotations
@@ -39,6 +40,23 @@ TRAIN_FONTS = (
 # held out of training: the whole monospace family and two more faces, to measure generalisation to unseen fonts
 HELDOUT_FONTS = ("DejaVuSansMono.ttf", "DejaVuSansCondensed.ttf", "DejaVuSerif-Bold.ttf")
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+# Chinese: the CJK fonts of the `mplfonts` package (part of the ocr extra). Noto Sans CJK, Noto Serif CJK and Source
+# Han Mono train; SimHei, a separate design, is held out.
+ZH_TRAIN_FONTS = ("NotoSansCJKsc-Regular.otf", "NotoSerifCJKsc-Regular.otf", "SourceHanMonoSC-Regular.otf")
+ZH_HELDOUT_FONTS = ("SimHei.ttf",)
+HANZI = (
+    "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可里后小么心多天"
+    "而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长知民样现分将外但身些"
+    "与高意进把法此实回二理美点月明其种声全工己话儿者向情部正名定女问力机给等几很业最间新什打便位因重被走电四第门相"
+    "次东政海口使教西再平真听世气信北少关并内加化由却代军产入先山五太水万市眼体别处总才场师书比住员九笑性通目华报立"
+    "马命张活难神数件安表原车白应路期叫死常提感金何更反合放做系计或司利受光王果亲界及今京务制解各任至清物台象记边共"
+)
+ZH_WORDS = (
+    "欢迎光临 营业时间 咖啡 书店 北京 上海 出口 入口 停车场 图书馆 博物馆 火车站 医院 学校 银行 超市 餐厅 面包 "
+    "新鲜水果 "
+    "花店 电影院 公园 市场 酒店 中国 大学 东门 西门 南路 北路 注意安全 小心地滑 禁止吸烟 开业大吉 生日快乐 新年快乐 "
+    "春天 夏天 秋天 冬天 山水 长江 黄河 天气 好消息 今日特价 免费 优惠 开放 关闭 请勿打扰 文化 历史 音乐 电话 服务"
+).split()
 WORDS = (
     "open sale coffee hotel garden river music north market station library bakery cinema museum bridge "
     "harbour festival winter summer golden happy street pizza books flowers welcome exit private parking"
@@ -60,10 +78,30 @@ class SynthLine:
         return "".join("<#>" if flag else ch for ch, flag in zip(self.text, self.labels, strict=True))
 
 
+def font_dirs() -> list[Path]:
+    """Where fonts are looked up: the system DejaVu directory, the CJK fonts of the `mplfonts` package, and the
+    DejaVu faces matplotlib ships (a fallback where the Debian fonts are not installed)."""
+    import importlib.util
+
+    dirs = [FONT_DIR]
+    for package, sub in (("mplfonts", "fonts"), ("matplotlib", "mpl-data/fonts/ttf")):  # located, not imported
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            dirs.append(Path(list(spec.submodule_search_locations)[0]) / sub)
+    return dirs
+
+
 def font_paths(names: tuple[str, ...]) -> list[Path]:
-    paths = [FONT_DIR / n for n in names if (FONT_DIR / n).is_file()]
+    paths = []
+    for name in names:  # the first directory holding a face wins
+        found = next((d / name for d in font_dirs() if (d / name).is_file()), None)
+        if found is not None:
+            paths.append(found)
     if not paths:
-        raise FileNotFoundError(f"no fonts of {names} in {FONT_DIR} (Debian: fonts-dejavu-core, fonts-dejavu-extra)")
+        raise FileNotFoundError(
+            f"none of the fonts {', '.join(names)} found in {', '.join(map(str, font_dirs()))} "
+            "(Latin: Debian fonts-dejavu-core and fonts-dejavu-extra; Chinese: pip install mplfonts)"
+        )
     return paths
 
 
@@ -162,6 +200,7 @@ def render_line(
     rng: random.Random,
     p_edit: float = 0.3,
     size: int | None = None,
+    donors: str = ALPHABET,
 ) -> SynthLine:
     """Render ``text`` glyph by glyph; each non-space character is edited with probability ``p_edit``."""
     from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -186,7 +225,7 @@ def render_line(
         mask = np.asarray(canvas) > 127
         if rng.random() < p_edit:
             donor_canvas = Image.new("L", (width, height), 0)
-            donor = rng.choice([c for c in ALPHABET if c != ch])
+            donor = rng.choice([c for c in donors if c != ch])
             ImageDraw.Draw(donor_canvas).text((x, pad), donor, fill=255, font=font)
             mask, applied = edit_glyph(mask, np.asarray(donor_canvas) > 127, rng)
             labels.append(1)
@@ -220,7 +259,11 @@ def render_line(
     return SynthLine(image, text, labels, edits)
 
 
-def random_text(rng: random.Random) -> str:
+def random_text(rng: random.Random, script: str = "en") -> str:
+    if script == "zh":
+        if rng.random() < 0.7:
+            return "".join(rng.sample(ZH_WORDS, rng.randint(1, 2)))
+        return "".join(rng.choice(HANZI) for _ in range(rng.randint(2, 6)))
     if rng.random() < 0.7:
         words = rng.sample(WORDS, rng.randint(1, 2))
         case = rng.choice([str.upper, str.lower, str.capitalize])
@@ -228,10 +271,24 @@ def random_text(rng: random.Random) -> str:
     return "".join(rng.choice(ALPHABET) for _ in range(rng.randint(3, 8)))
 
 
-def synthesize(n: int, seed: int, fonts: tuple[str, ...] = TRAIN_FONTS, p_edit: float = 0.3) -> list[SynthLine]:
+SCRIPTS = {"en": (TRAIN_FONTS, HELDOUT_FONTS, ALPHABET), "zh": (ZH_TRAIN_FONTS, ZH_HELDOUT_FONTS, HANZI)}
+
+
+def synthesize(
+    n: int, seed: int, fonts: tuple[str, ...] | None = None, p_edit: float = 0.3, script: str = "en"
+) -> list[SynthLine]:
+    """``n`` lines of ``script`` ("en" or "zh") in ``fonts`` (default: the script's training fonts)."""
+    if script not in SCRIPTS:
+        raise ValueError(f"script: expected one of {', '.join(SCRIPTS)}, got {script!r}")
+    train_fonts, _, donors = SCRIPTS[script]
     rng = random.Random(seed)
-    paths = font_paths(fonts)
-    return [render_line(random_text(rng), rng.choice(paths), rng, p_edit) for _ in range(n)]
+    paths = font_paths(fonts or train_fonts)
+    if script == "en":
+        return [render_line(random_text(rng), rng.choice(paths), rng, p_edit) for _ in range(n)]
+    return [
+        render_line(random_text(rng, script), rng.choice(paths), rng, p_edit, rng.randint(32, 56), donors)
+        for _ in range(n)
+    ]
 
 
 def write_dataset(lines: list[SynthLine], out: Path) -> Path:

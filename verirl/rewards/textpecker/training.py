@@ -38,50 +38,83 @@ def _evidence_flags(lines: list[Any], min_prob: float = 0.9, min_margin: float =
     ]
 
 
+MAX_CLEAN_FLAGGED = 0.02  # a reward sees mostly clean text: at most 2 % of clean characters may be flagged
+
+
+def choose_threshold(model: Any, clean: list[Any], edited: list[Any]) -> tuple[float, dict[str, float]]:
+    """The lowest threshold that flags at most MAX_CLEAN_FLAGGED of the clean validation characters (with omega = 5,
+    one false flag in ten characters halves S_Q), and the validation figures at it."""
+    from verirl.rewards.textpecker import detector as det
+
+    n_clean = max(1, sum(ch != " " for line in clean for ch in line.decoded))
+    for threshold in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+        flagged = sum(map(len, _learned_flags(model, clean, threshold))) / n_clean
+        if flagged <= MAX_CLEAN_FLAGGED or threshold == 0.95:
+            f1 = det.f1_scores(edited, _learned_flags(model, edited, threshold))["f1"]
+            return threshold, {"clean_flagged": round(flagged, 4), "f1": round(f1, 4)}
+    raise AssertionError("unreachable")
+
+
 def run(
     out: Path,
     n_train: int = 6000,
     n_heldout: int = 800,
-    epochs: int = 15,
+    epochs: int = 20,
     seed: int = 1,
+    scripts: tuple[str, ...] = ("en", "zh"),
     log: Any = print,
 ) -> dict[str, Any]:
-    """Synthesise, read, train, evaluate; writes ``detector.safetensors`` and ``detector_metrics.json`` to ``out``."""
+    """Synthesise ``n_train`` training and ``n_heldout`` held-out lines per script, read them, train one detector
+    for all scripts, evaluate it per script; writes ``detector.safetensors`` and ``detector_metrics.json``."""
     from safetensors.torch import save_file
 
     from verirl.rewards.textpecker import detector as det
     from verirl.rewards.textpecker.ocr import REC_NAME, CTCRecognizer, prepare_models
-    from verirl.rewards.textpecker.synth import HELDOUT_FONTS, TRAIN_FONTS, synthesize
+    from verirl.rewards.textpecker.synth import SCRIPTS, synthesize
 
     start = time.monotonic()
     recognizer = CTCRecognizer(prepare_models() / REC_NAME)
-    train = det.read_lines(synthesize(n_train, seed, TRAIN_FONTS), recognizer)
-    heldout = det.read_lines(synthesize(n_heldout, seed + 1000, HELDOUT_FONTS), recognizer)
-    log(f"synthesised and read {n_train} + {n_heldout} lines in {time.monotonic() - start:.0f} s")
+    train, heldout, clean_val, edited_val = [], {}, [], []
+    for k, script in enumerate(scripts):
+        train_fonts, heldout_fonts, _ = SCRIPTS[script]
+        train += det.read_lines(synthesize(n_train, seed + 10 * k, train_fonts, script=script), recognizer)
+        heldout[script] = det.read_lines(
+            synthesize(n_heldout, seed + 1000 + 10 * k, heldout_fonts, script=script), recognizer
+        )
+        # validation in the training fonts (other seeds): clean lines and edited lines, to choose the threshold
+        clean_val += det.read_lines(synthesize(200, seed + 2000 + 10 * k, train_fonts, 0.0, script), recognizer)
+        edited_val += det.read_lines(synthesize(200, seed + 3000 + 10 * k, train_fonts, script=script), recognizer)
+    log(f"synthesised and read {len(train)} + {n_heldout * len(scripts)} lines in {time.monotonic() - start:.0f} s")
     model, info = det.train_detector(train, epochs=epochs, seed=seed, log=log)
-    results = {
-        "threshold": det.DEFAULT_THRESHOLD,
-        "train_lines": n_train,
-        "heldout_lines": n_heldout,
-        "train_fonts": list(TRAIN_FONTS),
-        "heldout_fonts": list(HELDOUT_FONTS),
-        **info,
+    threshold, validation = choose_threshold(model, clean_val, edited_val)
+    log(f"threshold {threshold} (validation in the training fonts: {json.dumps(validation)})")
+    results: dict[str, Any] = {"threshold": threshold, "validation": validation, "train_lines": len(train), **info}
+    for script, lines in heldout.items():
+        flags = _learned_flags(model, lines, threshold)
         # localised: characters the OCR read (the same set for every detector); all: every target character, those
         # the OCR lost counting as flagged for every detector
-        "learned": det.f1_scores(heldout, _learned_flags(model, heldout, det.DEFAULT_THRESHOLD)),
-        "evidence_thresholds": det.f1_scores(heldout, _evidence_flags(heldout)),
-        "plain_ocr": det.plain_ocr_f1(heldout),
-        "all_characters": {
-            "learned": det.f1_scores(heldout, _learned_flags(model, heldout, det.DEFAULT_THRESHOLD), "all"),
-            "evidence_thresholds": det.f1_scores(heldout, _evidence_flags(heldout), "all"),
-            "plain_ocr": det.plain_ocr_f1(heldout, "all"),
-        },
-        "anomalous_share_heldout": float(
-            np.mean([label for line in heldout for ch, label in zip(line.text, line.labels, strict=True) if ch != " "])
-        ),
-        "seconds": round(time.monotonic() - start, 1),
-    }
+        results[script] = {
+            "train_fonts": list(SCRIPTS[script][0]),
+            "heldout_fonts": list(SCRIPTS[script][1]),
+            "heldout_lines": len(lines),
+            "anomalous_share": float(
+                np.mean([lab for line in lines for ch, lab in zip(line.text, line.labels, strict=True) if ch != " "])
+            ),
+            "learned": det.f1_scores(lines, flags),
+            "evidence_thresholds": det.f1_scores(lines, _evidence_flags(lines)),
+            "plain_ocr": det.plain_ocr_f1(lines),
+            "all_characters": {
+                "learned": det.f1_scores(lines, flags, "all"),
+                "evidence_thresholds": det.f1_scores(lines, _evidence_flags(lines), "all"),
+                "plain_ocr": det.plain_ocr_f1(lines, "all"),
+            },
+        }
+    results["seconds"] = round(time.monotonic() - start, 1)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "detector.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(out / "detector.safetensors"),
+        metadata={"threshold": str(threshold)},
+    )
     (out / "detector_metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
