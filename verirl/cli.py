@@ -401,18 +401,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         if args.prompts or args.model:
             raise VerirlError("select: --groups scores given candidates; do not pass prompts or --model with it")
         for group in load_groups(args.groups):
-            choice = BestOfK(None, evaluator).choose(group.context, group.candidates)
-            print(
-                json.dumps(
-                    {
-                        "prompt": group.context,
-                        "index": choice.index,
-                        "choice": choice.text,
-                        "scores": [round(s, 4) for s in choice.scores],
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            _print_choice(group.context, BestOfK(None, evaluator).choose(group.context, group.candidates))
         return 0
     if not args.prompts or not args.model:
         raise VerirlError("select: pass prompts and --model (to generate), or --groups FILE (to score)")
@@ -428,19 +417,17 @@ def cmd_select(args: argparse.Namespace) -> int:
     for text, choice in zip(
         args.prompts, BestOfK(generator, evaluator, args.k, sampling).select(prompts), strict=True
     ):
-        print(
-            json.dumps(
-                {
-                    "prompt": text,
-                    "index": choice.index,
-                    "choice": choice.text,
-                    "candidates": choice.candidates,
-                    "scores": [round(s, 4) for s in choice.scores],
-                },
-                ensure_ascii=False,
-            )
-        )
+        _print_choice(text, choice, with_candidates=True)
     return 0
+
+
+def _print_choice(prompt: Any, choice: Any, with_candidates: bool = False) -> None:
+    """One JSON line per prompt: the pick, its index and every candidate's score (and the candidates if generated)."""
+    row = {"prompt": prompt, "index": choice.index, "choice": choice.text}
+    if with_candidates:
+        row["candidates"] = choice.candidates
+    row["scores"] = [round(s, 4) for s in choice.scores]
+    print(json.dumps(row, ensure_ascii=False))
 
 
 def cmd_score(args: argparse.Namespace) -> int:

@@ -284,29 +284,16 @@ def validate(data: dict[str, Any], file: str, num_processes: int = 1, check_file
     output_dir = data.get("output_dir") or f"runs/{Path(file).stem}"
     output_dir = coerce(output_dir, str, file, "output_dir")
 
+    evaluator, args, derived = None, {}, {}
     if trainer == "evaluator":
         for key in ("args", "advantage"):
             if key in data:
                 raise RecipeError(file, key, "not used by trainer evaluator (its settings go in `evaluator:`)")
         evaluator = _evaluator_spec(data.get("evaluator"), file)
-        return Recipe(
-            trainer=trainer,
-            model=model,
-            data=dataspec,
-            rewards=rewards,
-            generator=generator,
-            advantage=advantage,
-            args={},
-            eval=evalspec,
-            hub=hub,
-            output_dir=output_dir,
-            file=file,
-            raw=data,
-            evaluator=evaluator,
-        )
-    if "evaluator" in data:
+    elif "evaluator" in data:
         raise RecipeError(file, "evaluator", "only used by trainer: evaluator")
-    args, derived = _trainer_args(data.get("args") or {}, file, trainer, rewards, output_dir, num_processes)
+    else:
+        args, derived = _trainer_args(data.get("args") or {}, file, trainer, rewards, output_dir, num_processes)
     recipe = Recipe(
         trainer=trainer,
         model=model,
@@ -321,8 +308,10 @@ def validate(data: dict[str, Any], file: str, num_processes: int = 1, check_file
         file=file,
         raw=data,
         derived=derived,
+        evaluator=evaluator,
     )
-    _check_eval(recipe)
+    if evaluator is None:  # the evaluator trainer has no generation eval
+        _check_eval(recipe)
     return recipe
 
 
