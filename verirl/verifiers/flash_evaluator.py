@@ -233,8 +233,8 @@ class FlashEvaluator(nn.Module):
         self, pooled: torch.Tensor, present: torch.Tensor, features: torch.Tensor | None = None
     ) -> torch.Tensor:
         """(B, K, d) pooled candidates -> (B, K) scores; the set stage compares candidates unless pointwise."""
-        if features is not None:
-            pooled = pooled + self.agreement(features)
+        # no features (agreement off): the embedding of all-zero features, i.e. the bias, without building them
+        pooled = pooled + (self.agreement.bias if features is None else self.agreement(features))
         if self.config.cross_candidate:
             hidden = self.cross(pooled, src_key_padding_mask=~present)
         else:
@@ -281,7 +281,9 @@ class FlashEvaluator(nn.Module):
         pooled = self.encode_candidates(ids, mask, memory, ctx_mask)  # each unique candidate once, one shared context
         pooled = pooled[torch.tensor(index, device=device)].unsqueeze(0)  # (1, K, d): duplicates keep their count
         present = torch.ones(1, len(texts), dtype=torch.bool, device=device)
-        features = torch.tensor([self.features(texts)], dtype=pooled.dtype, device=device)
+        features = (
+            torch.tensor([self.features(texts)], dtype=pooled.dtype, device=device) if self.config.agreement else None
+        )
         return self.score_pooled(pooled, present, features)[0].tolist()
 
     @torch.no_grad()
@@ -357,9 +359,9 @@ def _batch(model: FlashEvaluator, groups: list[Any]) -> tuple[torch.Tensor, ...]
     ctx_ids, ctx_mask = _pad([encode_bytes(context_text(g.context), c.max_context_tokens, keep="end") for g in groups])
     k = max(len(g.candidates) for g in groups)
     rows, present, rewards = [], torch.zeros(len(groups), k, dtype=torch.bool), torch.zeros(len(groups), k)
-    features = torch.zeros(len(groups), k, AGREEMENT_FEATURES)
+    features = torch.zeros(len(groups), k, AGREEMENT_FEATURES) if c.agreement else None
     for i, g in enumerate(groups):
-        if g.candidates:
+        if features is not None and g.candidates:
             features[i, : len(g.candidates)] = torch.tensor(model.features(g.candidates))
         for j in range(k):
             if j < len(g.candidates):

@@ -98,15 +98,14 @@ class TextPecker:
     def _score_one(self, result: Any, target: str) -> TextPeckerScore:
         if result.error:
             return TextPeckerScore(None, reason=result.error)
-        from verirl.rewards.textpecker.detector import align
+        from verirl.rewards.textpecker.detector import aligned_targets
 
         lines = [line for line in result.lines if line.text]
         recognized = " ".join(line.text for line in lines)
-        mapping = align(recognized.lower(), target.lower())  # recognised index -> target index
+        _, expected = aligned_targets(recognized, target)  # per recognised character, the target's (or None)
         anomalies, offset = [], 0
         for line in lines:
-            expected = [target[mapping[offset + k]] if offset + k in mapping else None for k in range(len(line.text))]
-            anomalies += [offset + j for j in self.detector.flag(line, expected)]
+            anomalies += [offset + j for j in self.detector.flag(line, expected[offset : offset + len(line.text)])]
             offset += len(line.text) + 1
         semantic = semantic_score(target, recognized)
         structural = structural_score(recognized, len(anomalies), self.omega)

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from verirl.rewards.textpecker.ocr import OCRLine
+from verirl.rewards.textpecker.ocr import OCRLine, ctc_path, peak_evidence
 
 CROP = 32
 # Flag a character above this probability unless the weights file names its own (chosen on validation lines in the
@@ -63,25 +63,17 @@ class EvidenceDetector:
 
 def char_spans(probs: np.ndarray) -> list[tuple[int, int]]:
     """Greedy CTC: the [first, last] timestep of each decoded character (same order as the decoded text)."""
-    best = probs.argmax(-1)
-    spans: list[tuple[int, int]] = []
-    previous = 0
-    for t, c in enumerate(best):
-        c = int(c)
-        if c and c != previous:
-            spans.append((t, t))
-        elif c and c == previous:
-            spans[-1] = (spans[-1][0], t)
-        previous = c
-    return spans
+    return [(a, b) for _, a, b in ctc_path(probs)]
 
 
-def char_crops(crop: np.ndarray, probs: np.ndarray, height: int = 48) -> np.ndarray:
+def char_crops(
+    crop: np.ndarray, probs: np.ndarray, height: int = 48, spans: list[tuple[int, int]] | None = None
+) -> np.ndarray:
     """(N, CROP, CROP) float32 grey crops of the N decoded characters of a BGR line crop, cut at the midpoints
-    between neighbouring characters' CTC centres."""
+    between neighbouring characters' CTC centres (``spans``: :func:`char_spans` of ``probs``, when already known)."""
     import cv2
 
-    spans = char_spans(probs)
+    spans = char_spans(probs) if spans is None else spans
     if not spans:
         return np.zeros((0, CROP, CROP), dtype=np.float32)
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
@@ -135,19 +127,21 @@ def _trim_rows(grey: np.ndarray) -> np.ndarray:
     return grey[max(0, rows[0] - 1) : rows[-1] + 2]
 
 
-def _evidence(probs: np.ndarray, targets: list[list[int]] | None = None) -> np.ndarray:
+def _evidence(
+    probs: np.ndarray, targets: list[list[int]] | None = None, path: list[tuple[int, int, int]] | None = None
+) -> np.ndarray:
     """(N, 3) per decoded character: peak posterior, margin over the runner-up there, and the best posterior of the
     character the target text expects at that position within the character's span (the peak when no target is
     known or aligned) -- the per-character form of the target's CTC likelihood."""
-    rows = []
-    for n, (a, b) in enumerate(char_spans(probs)):
-        window = probs[a : b + 1]
-        t = a + int(window.max(-1).argmax())
-        top2 = np.sort(probs[t])[-2:]
+    path = ctc_path(probs) if path is None else path
+    out = np.zeros((len(path), EVIDENCE), dtype=np.float32)
+    out[:, :2] = peak_evidence(probs, path)
+    out[:, 2] = out[:, 0]
+    for n, (_, a, b) in enumerate(path):
         expected = targets[n] if targets is not None and n < len(targets) else []
-        p_target = float(window[:, expected].max()) if expected else float(top2[1])
-        rows.append([top2[1], top2[1] - top2[0], p_target])
-    return np.asarray(rows, dtype=np.float32).reshape(-1, EVIDENCE)
+        if expected:
+            out[n, 2] = probs[a : b + 1, expected].max()
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------ classifier
@@ -196,7 +190,9 @@ class LearnedDetector:
     def probabilities(self, crop: np.ndarray, probs: np.ndarray, targets: list[list[int]] | None = None) -> np.ndarray:
         """Anomaly probability of each decoded character of a BGR line crop with its (T, C) posteriors (and the
         dictionary indices of the target character aligned to each decoded one, where known)."""
-        return self.classify(char_crops(crop, probs), _evidence(probs, targets))
+        path = ctc_path(probs)  # one CTC walk for both the crops and the evidence
+        spans = [(a, b) for _, a, b in path]
+        return self.classify(char_crops(crop, probs, spans=spans), _evidence(probs, targets, path))
 
     def classify(self, crops: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         import torch
@@ -237,6 +233,13 @@ def align(decoded: str, text: str) -> dict[int, int]:
     return mapping
 
 
+def aligned_targets(recognized: str, target: str) -> tuple[dict[int, int], list[str | None]]:
+    """Case-insensitive :func:`align` of a recognised string to the target, and per recognised character the target
+    character aligned to it (None where none is)."""
+    mapping = align(recognized.lower(), target.lower())
+    return mapping, [target[mapping[j]] if j in mapping else None for j in range(len(recognized))]
+
+
 @dataclass
 class LineEvidence:
     text: str
@@ -254,14 +257,12 @@ def read_lines(lines: list[Any], recognizer: Any) -> list[LineEvidence]:
     arrays = [cv2.cvtColor(np.asarray(line.image.convert("RGB")), cv2.COLOR_RGB2BGR) for line in lines]
     out = []
     for line, array, probs in zip(lines, arrays, recognizer.posteriors(arrays), strict=True):
-        decoded = recognizer.decode(probs)[0]
-        mapping = align(decoded.lower(), line.text.lower())
-        targets = target_indices(
-            recognizer.index, [line.text[mapping[j]] if j in mapping else None for j in range(len(decoded))]
-        )
-        out.append(
-            LineEvidence(line.text, line.labels, decoded, char_crops(array, probs), _evidence(probs, targets), mapping)
-        )
+        path = ctc_path(probs)
+        decoded = "".join(recognizer.characters[c] for c, _, _ in path)
+        mapping, expected = aligned_targets(decoded, line.text)
+        crops = char_crops(array, probs, spans=[(a, b) for _, a, b in path])
+        evidence = _evidence(probs, target_indices(recognizer.index, expected), path)
+        out.append(LineEvidence(line.text, line.labels, decoded, crops, evidence, mapping))
     return out
 
 

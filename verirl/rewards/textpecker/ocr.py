@@ -123,6 +123,29 @@ def prepare_models(cache: Path | None = None) -> Path:
     return root
 
 
+def ctc_path(probs: np.ndarray) -> list[tuple[int, int, int]]:
+    """Greedy CTC over (T, C) posteriors: (class, first timestep, last timestep) of each decoded character."""
+    path: list[tuple[int, int, int]] = []
+    previous = 0
+    for t, c in enumerate(probs.argmax(-1).tolist()):
+        if c and c != previous:
+            path.append((c, t, t))
+        elif c and c == previous:
+            path[-1] = (c, path[-1][1], t)
+        previous = c
+    return path
+
+
+def peak_evidence(probs: np.ndarray, path: list[tuple[int, int, int]]) -> np.ndarray:
+    """(N, 2) float32 per decoded character: its posterior at its most confident timestep, and the margin over the
+    runner-up class there."""
+    rows = []
+    for c, a, b in path:
+        t = a + int(probs[a : b + 1, c].argmax())
+        rows.append([probs[t, c], probs[t, c] - np.partition(probs[t], -2)[-2]])
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 2)
+
+
 class CTCRecognizer:
     """The PP-OCRv5 recognition ONNX model run directly: line crops -> (T, C) posteriors, greedy CTC decoding."""
 
@@ -166,20 +189,9 @@ class CTCRecognizer:
 
     def decode(self, probs: np.ndarray) -> tuple[str, list[float], list[float]]:
         """Greedy CTC: the text, and per character its peak posterior and top-1 minus top-2 margin there."""
-        best = probs.argmax(-1)
-        text, peaks, margins = [], [], []
-        previous = 0
-        for t, c in enumerate(best):
-            c = int(c)
-            if c and c != previous:
-                text.append(self.characters[c])
-                peaks.append(float(probs[t, c]))
-                margins.append(float(probs[t, c] - np.partition(probs[t], -2)[-2]))
-            elif c and c == previous and probs[t, c] > peaks[-1]:
-                peaks[-1] = float(probs[t, c])
-                margins[-1] = float(probs[t, c] - np.partition(probs[t], -2)[-2])
-            previous = c
-        return "".join(text), peaks, margins
+        path = ctc_path(probs)
+        evidence = peak_evidence(probs, path)
+        return "".join(self.characters[c] for c, _, _ in path), evidence[:, 0].tolist(), evidence[:, 1].tolist()
 
     def target_log_likelihood(self, probs: np.ndarray, target: str) -> float | None:
         """log p(target | line) under CTC (None when the target has characters outside the dictionary or is
