@@ -187,10 +187,17 @@ class LearnedDetector:
         self.threshold = threshold if threshold is not None else float(chosen or DEFAULT_THRESHOLD)
         self.index: dict[str, int] = {}  # character -> recogniser class, set by the OCR backend (target evidence)
 
-    def probabilities(self, crop: np.ndarray, probs: np.ndarray, targets: list[list[int]] | None = None) -> np.ndarray:
+    def probabilities(
+        self,
+        crop: np.ndarray,
+        probs: np.ndarray,
+        targets: list[list[int]] | None = None,
+        path: list[tuple[int, int, int]] | None = None,
+    ) -> np.ndarray:
         """Anomaly probability of each decoded character of a BGR line crop with its (T, C) posteriors (and the
-        dictionary indices of the target character aligned to each decoded one, where known)."""
-        path = ctc_path(probs)  # one CTC walk for both the crops and the evidence
+        dictionary indices of the target character aligned to each decoded one, where known; ``path``: the line's
+        :func:`ctc_path`, when the OCR already walked it)."""
+        path = ctc_path(probs) if path is None else path  # one CTC walk for both the crops and the evidence
         spans = [(a, b) for _, a, b in path]
         return self.classify(char_crops(crop, probs, spans=spans), _evidence(probs, targets, path))
 
@@ -208,7 +215,7 @@ class LearnedDetector:
         if line.crop is None or line.posteriors is None:
             return []
         expected = target_indices(self.index, targets) if targets is not None else None
-        p = self.probabilities(line.crop, line.posteriors, expected)
+        p = self.probabilities(line.crop, line.posteriors, expected, line.path)
         if len(p) != len(line.text):
             return []
         return [

@@ -36,6 +36,7 @@ class OCRLine:
     char_margins: list[float] = field(default_factory=list)
     posteriors: Any = None  # (T, C) CTC posteriors of the line, for target likelihoods
     crop: Any = None  # the BGR line crop the recogniser read (for the character-crop classifier)
+    path: list[tuple[int, int, int]] | None = None  # greedy CTC path: (class, first, last timestep) per character
 
 
 @dataclass
@@ -277,9 +278,11 @@ class PaddleOCRBackend:
             out = []
             for poly, crop in lines:
                 probs = next(posteriors)
-                text, peaks, margins = self.recognizer.decode(probs)
-                if text:
-                    score = float(np.mean(peaks))
-                    out.append(OCRLine(text, score, poly.tolist(), peaks, margins, probs, crop))
+                path = ctc_path(probs)
+                if path:
+                    text = "".join(self.recognizer.characters[c] for c, _, _ in path)
+                    peaks, margins = peak_evidence(probs, path).T.tolist()
+                    line = OCRLine(text, float(np.mean(peaks)), poly.tolist(), peaks, margins, probs, crop, path)
+                    out.append(line)
             results.append(OCRResult(out))
         return results
