@@ -168,6 +168,16 @@ def _classifier():
     return CropClassifier()
 
 
+def classify(model: Any, crops: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+    """Anomaly probabilities of characters from their (N, CROP, CROP) crops and (N, EVIDENCE) evidence."""
+    import torch
+
+    if len(crops) == 0:
+        return np.zeros(0, dtype=np.float32)
+    with torch.no_grad():
+        return torch.sigmoid(model(torch.from_numpy(crops), torch.from_numpy(evidence))).numpy()
+
+
 class LearnedDetector:
     """Character-crop CNN + CTC evidence; flags characters whose anomaly probability exceeds ``threshold``."""
 
@@ -202,12 +212,7 @@ class LearnedDetector:
         return self.classify(char_crops(crop, probs, spans=spans), _evidence(probs, targets, path))
 
     def classify(self, crops: np.ndarray, evidence: np.ndarray) -> np.ndarray:
-        import torch
-
-        if len(crops) == 0:
-            return np.zeros(0, dtype=np.float32)
-        with torch.no_grad():
-            return torch.sigmoid(self.model(torch.from_numpy(crops), torch.from_numpy(evidence))).numpy()
+        return classify(self.model, crops, evidence)
 
     def flag(self, line: OCRLine, targets: list[str | None] | None = None) -> list[int]:
         """Flagged character indices of ``line``; ``targets``: per character of ``line.text``, the target text's

@@ -14,17 +14,16 @@ import numpy as np
 
 
 def _learned_flags(model: Any, lines: list[Any], threshold: float) -> list[list[int]]:
-    import torch
+    from verirl.rewards.textpecker.detector import classify
 
-    out = []
-    for line in lines:
-        if len(line.crops) == 0:
-            out.append([])
-            continue
-        with torch.no_grad():
-            p = torch.sigmoid(model(torch.from_numpy(line.crops), torch.from_numpy(line.evidence))).numpy()
-        out.append([j for j, v in enumerate(p) if v > threshold and not line.decoded[j].isspace()])
-    return out
+    return [
+        [
+            j
+            for j, v in enumerate(classify(model, line.crops, line.evidence))
+            if v > threshold and line.decoded[j] != " "
+        ]
+        for line in lines
+    ]
 
 
 def _evidence_flags(lines: list[Any], min_prob: float = 0.9, min_margin: float = 0.5) -> list[list[int]]:
