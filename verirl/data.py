@@ -72,8 +72,23 @@ def arithmetic(
     return rows[:n_train], rows[n_train:]
 
 
+def glyph(
+    n_train: int = 2000,
+    n_eval: int = 100,
+    seed: int = 0,
+    alphabet: str = "0123456789",
+    min_len: int = 2,
+    max_len: int = 3,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Short strings to draw (the glyph text-to-image demo): ``question``/``text``/``answer`` = the string."""
+    from verirl.glyph.data import glyph as make
+
+    return make(n_train, n_eval, seed, alphabet, min_len, max_len)
+
+
 BUILTIN_TASKS: dict[str, Callable[..., tuple[list[dict[str, Any]], list[dict[str, Any]]]]] = {
     "arithmetic": arithmetic,
+    "glyph": glyph,
 }
 
 

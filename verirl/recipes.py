@@ -25,8 +25,8 @@ import yaml
 from verirl.errors import RecipeError, VerirlError
 from verirl.typecheck import build_dataclass, check_keys, coerce
 
-TRAINERS = ("grpo", "dpo", "evaluator")
-GENERATOR_BACKENDS = ("hf",)  # vllm and vllm-server arrive with the vLLM issue
+TRAINERS = ("grpo", "dpo", "evaluator", "flow_grpo")
+GENERATOR_BACKENDS = ("hf", "diffusers")  # vllm and vllm-server arrive with the vLLM issue
 
 
 @dataclass
@@ -68,7 +68,7 @@ class RewardSpec:
 
 @dataclass
 class GeneratorSpec:
-    backend: str = "hf"
+    backend: str | None = None  # hf for the LLM trainers, diffusers for flow_grpo (the default of each)
 
 
 @dataclass
@@ -267,13 +267,18 @@ def validate(data: dict[str, Any], file: str, num_processes: int = 1, check_file
     if trainer not in TRAINERS:
         raise RecipeError(file, "trainer", f"expected one of: {', '.join(TRAINERS)}, got {trainer!r}")
 
-    model = _model_spec(data.get("model"), file)
+    model = _model_spec(data.get("model"), file, trainer)
     dataspec = _data_spec(data.get("data"), file, check_files)
     rewards = _reward_specs(data.get("rewards"), file, trainer)
     generator = build_dataclass(GeneratorSpec, data.get("generator") or {}, file, "generator.")
-    if generator.backend not in GENERATOR_BACKENDS:
+    expected = ("diffusers",) if trainer == "flow_grpo" else tuple(b for b in GENERATOR_BACKENDS if b != "diffusers")
+    if generator.backend is None:
+        generator.backend = expected[0]
+    if generator.backend not in expected:
         raise RecipeError(
-            file, "generator.backend", f"expected one of: {', '.join(GENERATOR_BACKENDS)}, got {generator.backend!r}"
+            file,
+            "generator.backend",
+            f"expected one of: {', '.join(expected)} for trainer {trainer}, got {generator.backend!r}",
         )
     advantage = _advantage_spec(data.get("advantage"), file, trainer)
     evalspec = build_dataclass(EvalSpec, data.get("eval") or {}, file, "eval.")
@@ -376,7 +381,7 @@ def _advantage_spec(value: Any, file: str, trainer: str) -> AdvantageSpec:
     return spec
 
 
-def _model_spec(value: Any, file: str) -> ModelSpec:
+def _model_spec(value: Any, file: str, trainer: str = "grpo") -> ModelSpec:
     if value is None:
         raise RecipeError(file, "model", "required key is missing (a built-in alias, a local directory or a Hub id)")
     if isinstance(value, str):
@@ -388,6 +393,9 @@ def _model_spec(value: Any, file: str) -> ModelSpec:
         raise RecipeError(
             file, "model.dtype", f"expected one of: float32, bfloat16, float16, auto; got {spec.dtype!r}"
         )
+    if trainer == "flow_grpo":
+        _check_pipeline_dir(spec, file)
+        return spec
     try:
         classify_model(spec.name)
     except VerirlError as exc:
@@ -395,6 +403,28 @@ def _model_spec(value: Any, file: str) -> ModelSpec:
     if spec.lora is not None:
         _lora_config(spec.lora, file)
     return spec
+
+
+def _check_pipeline_dir(spec: ModelSpec, file: str) -> None:
+    """flow_grpo: a diffusers pipeline directory (model_index.json) or a Hub id; LoRA fields checked by peft."""
+    path = Path(spec.name).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise RecipeError(
+                file, "model", f"{spec.name}: no model_index.json (expected a diffusers pipeline folder)"
+            )
+    elif spec.name.startswith((".", "/", "~")) or spec.name.count("/") != 1:
+        raise RecipeError(file, "model", f"{spec.name}: no such directory, and not a Hub id (owner/name)")
+    from peft import LoraConfig
+
+    lora = dict(spec.lora or {})
+    check_keys(lora, {f.name for f in dataclasses.fields(LoraConfig) if f.init}, file, "model.lora.")
+    hints = _type_hints(LoraConfig)
+    lora = {k: coerce(v, hints.get(k, Any), file, f"model.lora.{k}") for k, v in lora.items()}
+    try:
+        LoraConfig(**{"r": 32, "lora_alpha": 64, "target_modules": ["to_q"], **lora})
+    except (TypeError, ValueError) as exc:
+        raise RecipeError(file, "model.lora", _first_line(exc)) from None
 
 
 def _lora_config(lora: dict[str, Any], file: str) -> Any:
@@ -505,7 +535,7 @@ def _reward_specs(value: Any, file: str, trainer: str) -> list[RewardSpec]:
         raise RecipeError(
             file, "rewards", f"reward {sorted(dupes)[0]!r} is listed twice (metrics are named by reward)"
         )
-    if trainer in ("grpo", "evaluator") and not specs:
+    if trainer in ("grpo", "evaluator", "flow_grpo") and not specs:
         raise RecipeError(file, "rewards", f"{trainer} needs at least one reward, e.g. [{{name: number_match}}]")
     if trainer == "dpo" and specs:
         raise RecipeError(file, "rewards", "dpo trains on prompt/chosen/rejected columns and takes no rewards")
@@ -520,6 +550,10 @@ def _reward_specs(value: Any, file: str, trainer: str) -> list[RewardSpec]:
 
 
 def config_class(trainer: str) -> type:
+    if trainer == "flow_grpo":
+        from verirl.rl.flow_grpo import FlowGRPOConfig
+
+        return FlowGRPOConfig
     if trainer == "grpo":
         from trl import GRPOConfig
 
@@ -556,6 +590,9 @@ def _trainer_args(
         raise RecipeError(file, "args.output_dir", "set output_dir at the top level of the recipe")
     hints = _type_hints(cls)
     values = {k: coerce(v, hints.get(k, Any), file, f"args.{k}") for k, v in args.items()}
+    if trainer == "flow_grpo":
+        build_trainer_config(trainer, values, output_dir, file)
+        return values, {}
     _check_choices(cls, values, file)
     derived: dict[str, Any] = {}
     if trainer == "grpo":
@@ -573,6 +610,16 @@ def _trainer_args(
 def build_trainer_config(trainer: str, values: dict[str, Any], output_dir: str, file: str = "<recipe>") -> Any:
     """Instantiate the trl config; its own __post_init__ checks are reported as one-line recipe errors."""
     cls = config_class(trainer)
+    if trainer == "flow_grpo":
+        from verirl.rl.flow_grpo import apply_preset, check_config
+
+        try:
+            config = cls(**apply_preset(values))
+            check_config(config)
+        except ValueError as exc:
+            field_name = str(exc).split(":", 1)[0]
+            raise RecipeError(file, f"args.{field_name}", _first_line(exc).split(": ", 1)[-1]) from None
+        return config
     try:
         return cls(output_dir=output_dir, **values)
     except (TypeError, ValueError) as exc:

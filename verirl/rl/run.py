@@ -53,6 +53,11 @@ def train(recipe_path: str, resume: bool = False) -> dict[str, Any]:
     recipe = load_recipe(recipe_path, num_processes=int(os.environ.get("WORLD_SIZE", "1")))
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if recipe.trainer == "flow_grpo":
+        from verirl.rl.flow_grpo_run import check_installed, train_flow_grpo
+
+        check_installed()
+        return train_flow_grpo(recipe, resume=resume)
     state = PartialState()
     main = state.is_main_process
     config = build_trainer_config(recipe.trainer, recipe.trainer_args, recipe.output_dir, recipe.file)

@@ -1,0 +1,407 @@
+"""Flow-GRPO: GRPO for diffusers flow-matching text-to-image pipelines (``trainer: flow_grpo``).
+
+Paper: Liu et al., "Flow-GRPO: Training Flow Matching Models via Online RL" (arXiv 2505.05470); per-backbone
+settings from the TextPecker release (arXiv 2602.20903, see ``PRESETS``). TRL has no diffusion trainer, so the loop
+is ours; the pieces come from libraries: diffusers pipelines and schedulers, peft LoRA through diffusers'
+``add_adapter``, accelerate for processes/mixed precision, diffusers' ``save_lora_weights`` for the output.
+
+From the paper: SDE rollouts with per-step log-probs (:mod:`verirl.generators.diffusion`), per-prompt group
+advantages ``(r - mean) / (std + 1e-4)``, the clipped-ratio objective on every SDE step of the window, a KL penalty
+to the reference model (here in velocity space, ``mean((v - v_ref)^2)``, as TextPecker's configs use; the
+reference is the same transformer with the LoRA disabled), classifier-free guidance in rollouts and training,
+gradients accumulated over the window's timesteps, optional EMA of the LoRA weights.
+Our choices: rewards are combined as TRL does (weighted sum; a sample only drops out when every reward is None),
+samples without a reward are left out of their group's statistics and of the loss, a group whose rewards are all
+equal contributes nothing, advantages are clipped to ``adv_clip_max``. Not implemented: GRPO-Guard's ratio
+normalisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+logger = logging.getLogger("verirl")
+
+SD3_LORA_TARGETS = [
+    "attn.to_q",
+    "attn.to_k",
+    "attn.to_v",
+    "attn.to_out.0",
+    "attn.add_q_proj",
+    "attn.add_k_proj",
+    "attn.add_v_proj",
+    "attn.to_add_out",
+]
+
+# The per-backbone settings of the TextPecker release (ALGORITHMS.md §2); `preset:` fills what a recipe leaves unset.
+PRESETS: dict[str, dict[str, Any]] = {
+    "sd3.5-medium": dict(num_inference_steps=40, guidance_scale=4.5, noise_level=0.9, sde_window=12, group_size=24,
+                         learning_rate=1e-4, clip_range=2e-6, kl_beta=1e-4, ema=True, height=512, width=512),
+    "flux.1-dev": dict(num_inference_steps=28, guidance_scale=3.5, noise_level=0.9, sde_window=9, group_size=24,
+                       learning_rate=1e-4, clip_range=2e-6, kl_beta=1e-4, ema=True, height=512, width=512),
+    "qwen-image": dict(num_inference_steps=20, guidance_scale=4.0, noise_level=1.2, sde_window=5, group_size=16,
+                       learning_rate=1e-4, clip_range=2e-5, kl_beta=1e-3, ema=False, height=512, width=512),
+}  # fmt: skip
+
+
+@dataclass
+class FlowGRPOConfig:
+    """``args:`` of a ``trainer: flow_grpo`` recipe."""
+
+    preset: str | None = None  # sd3.5-medium | flux.1-dev | qwen-image: fills the fields the recipe leaves unset
+    # rollouts
+    num_inference_steps: int = 10
+    guidance_scale: float = 4.5
+    noise_level: float = 0.7
+    sde_window: int = 0  # consecutive SDE steps in the first half (0 = all steps are SDE)
+    height: int | None = None
+    width: int | None = None
+    max_sequence_length: int = 77  # T5 tokens (zero tokens when the pipeline has no T5)
+    group_size: int = 8  # images per prompt
+    prompts_per_step: int = 4  # per process
+    # optimisation
+    max_steps: int = 100
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    clip_range: float = 1e-4
+    kl_beta: float = 0.0
+    adv_clip_max: float = 5.0
+    max_grad_norm: float = 1.0
+    train_batch_size: int = 16  # samples per training forward
+    ema: bool = False
+    ema_decay: float = 0.9
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
+    seed: int = 0
+    # outputs
+    logging_steps: int = 1
+    image_log_steps: int = 10  # image grid to tensorboard every N steps (0 = never)
+    save_steps: int = 0  # checkpoint-N every N steps (0 = only at the end)
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    eval_seed: int = 1234
+
+
+def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
+    preset = values.get("preset")
+    if preset is None:
+        return values
+    if preset not in PRESETS:
+        raise ValueError(f"preset: unknown {preset!r}; expected one of: {', '.join(PRESETS)}")
+    return {**PRESETS[preset], **values}
+
+
+def check_config(config: FlowGRPOConfig) -> None:
+    """ValueError naming the field for impossible settings."""
+    positive = ("num_inference_steps", "group_size", "prompts_per_step", "max_steps", "train_batch_size")
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {getattr(config, name)}")
+    if config.group_size < 2:
+        raise ValueError("group_size: GRPO needs at least 2 images per prompt")
+    if config.noise_level <= 0:
+        raise ValueError(
+            f"noise_level: expected > 0 (0 would make every step deterministic), got {config.noise_level}"
+        )
+    if not 0 <= config.sde_window <= config.num_inference_steps:
+        raise ValueError(f"sde_window: expected 0..num_inference_steps, got {config.sde_window}")
+    if config.clip_range <= 0 or config.learning_rate <= 0:
+        raise ValueError("clip_range and learning_rate: expected positive numbers")
+    if config.kl_beta < 0:
+        raise ValueError(f"kl_beta: expected >= 0, got {config.kl_beta}")
+    if config.mixed_precision not in ("no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision: expected no | bf16 | fp16, got {config.mixed_precision!r}")
+    if not 0 <= config.ema_decay < 1:
+        raise ValueError(f"ema_decay: expected a value in [0, 1), got {config.ema_decay}")
+    for name in ("height", "width"):
+        value = getattr(config, name)
+        if value is not None and value < 8:
+            raise ValueError(f"{name}: expected at least 8 pixels, got {value}")
+
+
+def combine_rewards(per_reward: list[list[float | None]], weights: list[float]) -> list[float | None]:
+    """Weighted sum over rewards (a None counts 0); None only when every reward is None for that sample."""
+    out: list[float | None] = []
+    for values in zip(*per_reward, strict=True):
+        present = [(w, v) for w, v in zip(weights, values, strict=True) if v is not None]
+        out.append(sum(w * v for w, v in present) if present else None)
+    return out
+
+
+def group_advantages(rewards: list[float | None], group_size: int, clip: float = 5.0) -> tuple[torch.Tensor, list]:
+    """Per-prompt advantages ``(r - mean) / (std + 1e-4)`` over each group's scored samples; (advantages, mask)."""
+    if len(rewards) % group_size:
+        raise ValueError(f"{len(rewards)} rewards do not form groups of {group_size}")
+    adv = torch.zeros(len(rewards))
+    mask = [r is not None and math.isfinite(r) for r in rewards]
+    for start in range(0, len(rewards), group_size):
+        idx = [i for i in range(start, start + group_size) if mask[i]]
+        if len(idx) < 2:
+            for i in idx:
+                mask[i] = False  # a lone scored sample has no group to be compared with
+            continue
+        values = torch.tensor([rewards[i] for i in idx], dtype=torch.float64)
+        normed = (values - values.mean()) / (values.std(unbiased=False) + 1e-4)
+        adv[idx] = normed.clamp(-clip, clip).float()
+    return adv, mask
+
+
+def clipped_policy_loss(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO/GRPO clipped surrogate, averaged over samples."""
+    ratio = torch.exp(log_prob - old_log_prob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    loss = torch.maximum(unclipped, clipped).mean()
+    stats = {
+        "clipfrac": float(((ratio.detach() - 1).abs() > clip_range).float().mean()),
+        "ratio": float(ratio.detach().mean()),
+        "approx_kl": float(0.5 * ((log_prob.detach() - old_log_prob) ** 2).mean()),
+    }
+    return loss, stats
+
+
+class EMA:
+    """Exponential moving average of the trainable (LoRA) parameters; ``swap()`` exchanges them with the live ones."""
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float):
+        self.params = params
+        self.decay = decay
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            s.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            tmp = p.detach().clone()
+            p.copy_(s)
+            s.copy_(tmp)
+
+
+def config_fields() -> set[str]:
+    return {f.name for f in dataclasses.fields(FlowGRPOConfig)}
+
+
+def add_lora(transformer: Any, lora: dict[str, Any] | None) -> list[torch.nn.Parameter]:
+    """Freeze the transformer and add a LoRA (peft, through diffusers' ``add_adapter``); returns its parameters.
+
+    Defaults: r = 32, alpha = 64 (TextPecker's setting), gaussian init (the policy starts equal to the reference)."""
+    from peft import LoraConfig
+
+    values = {"r": 32, "lora_alpha": 64, "init_lora_weights": "gaussian", **(lora or {})}
+    if "target_modules" not in values:
+        names = {n for n, _ in transformer.named_modules()}
+        values["target_modules"] = [t for t in SD3_LORA_TARGETS if any(n.endswith(t) for n in names)]
+    transformer.requires_grad_(False)
+    transformer.add_adapter(LoraConfig(**values))
+    return [p for p in transformer.parameters() if p.requires_grad]
+
+
+class FlowGRPOTrainer:
+    """Rollouts -> rewards -> group advantages -> clipped-ratio updates over the SDE window, one ``step()`` at a time.
+
+    ``rewards`` are guarded TRL-style reward functions called as ``fn(prompts=..., completions=images, **columns)``.
+    """
+
+    def __init__(
+        self,
+        pipe: Any,
+        config: FlowGRPOConfig,
+        rewards: list[Any],
+        weights: list[float] | None = None,
+        lora: dict[str, Any] | None = None,
+        accelerator: Any = None,
+    ):
+        from accelerate import Accelerator
+
+        from verirl.generators.diffusion import DiffusionGenerator, DiffusionSampling
+
+        check_config(config)
+        self.config = config
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available()
+        )
+        self.pipe = pipe.to(self.accelerator.device)
+        for name in ("vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.requires_grad_(False)
+        self.params = add_lora(pipe.transformer, lora)
+        optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(pipe.transformer, optimizer)
+        self.ema = EMA(self.params, config.ema_decay) if config.ema else None
+        self.rewards = rewards
+        self.weights = list(weights) if weights is not None else [1.0] * len(rewards)
+        sampling = DiffusionSampling(
+            num_inference_steps=config.num_inference_steps,
+            guidance_scale=config.guidance_scale,
+            noise_level=config.noise_level,
+            sde_window=config.sde_window,
+            height=config.height,
+            width=config.width,
+            max_sequence_length=config.max_sequence_length,
+        )
+        self.generator = DiffusionGenerator(pipe, sampling, seed=config.seed + self.accelerator.process_index)
+        self.global_step = 0
+
+    # ----------------------------------------------------------------------------------------------- rewards
+    def score(self, prompts: list[str], images: list[Any], columns: dict[str, list]) -> dict[str, Any]:
+        per_reward = [fn(prompts=prompts, completions=images, **columns) for fn in self.rewards]
+        total = combine_rewards(per_reward, self.weights)
+        return {"per_reward": per_reward, "total": total}
+
+    # ------------------------------------------------------------------------------------------------ a step
+    def step(self, prompts: list[str], columns: dict[str, list] | None = None) -> dict[str, Any]:
+        """One Flow-GRPO step on ``prompts`` (``group_size`` images each); returns metrics and the images."""
+        import time
+
+        c, gen = self.config, self.generator
+        columns = columns or {}
+        g = c.group_size
+        start = time.monotonic()
+        emb = gen.encode(list(prompts)).repeat(g)
+        self.model.eval()
+        rollout = gen.sample(emb)
+        images = gen.decode(rollout["latents"])
+        flat_prompts = [p for p in prompts for _ in range(g)]
+        flat_columns = {k: [v for v in values for _ in range(g)] for k, values in columns.items()}
+        scores = self.score(flat_prompts, images, flat_columns)
+        rollout_seconds = time.monotonic() - start
+        advantages, mask = group_advantages(scores["total"], g, c.adv_clip_max)
+        train_stats = self._update(emb, rollout, advantages, mask)
+        self.global_step += 1
+        metrics = {
+            "reward": _mean(scores["total"]),
+            "reward_std": _std(scores["total"]),
+            **{f"rewards/{getattr(fn, '__name__', i)}": _mean(v)
+               for i, (fn, v) in enumerate(zip(self.rewards, scores["per_reward"], strict=True))},
+            "scored_fraction": sum(mask) / len(mask),
+            "rollout_seconds": round(rollout_seconds, 3),
+            **train_stats,
+            "step_seconds": round(time.monotonic() - start, 3),
+        }  # fmt: skip
+        return {"metrics": metrics, "images": images, "rewards": scores["total"]}
+
+    def _update(self, emb: Any, rollout: dict[str, Any], advantages: torch.Tensor, mask: list[bool]) -> dict:
+        from verirl.generators.diffusion import sde_step
+
+        c, gen, acc = self.config, self.generator, self.accelerator
+        keep = [i for i, m in enumerate(mask) if m and float(advantages[i]) != 0.0]
+        if not keep:
+            return {"loss": 0.0, "trained_samples": 0}
+        self.model.train()
+        traj, old_lp = rollout["trajectory"], rollout["log_probs"]
+        steps, timesteps, sigmas = rollout["step_indices"].tolist(), rollout["timesteps"], rollout["sigmas"]
+        n_terms = len(keep) * len(steps)
+        totals: dict[str, float] = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipfrac": 0.0, "ratio": 0.0}
+        batches = [keep[i : i + c.train_batch_size] for i in range(0, len(keep), c.train_batch_size)]
+        for b, idx in enumerate(batches):
+            sub = emb.select(idx)
+            adv = advantages[idx].to(acc.device)
+            for j, i in enumerate(steps):
+                last = b == len(batches) - 1 and j == len(steps) - 1
+                with acc.no_sync(self.model) if not last else _null():
+                    with acc.autocast():
+                        x, x_next = traj[idx, j], traj[idx, j + 1]
+                        v = gen.velocity(self.model, x, timesteps[i], sub, c.guidance_scale)
+                        _, lp = sde_step(v, x, sigmas[i], sigmas[i + 1], c.noise_level, float(sigmas[1]), x_next)
+                        policy, stats = clipped_policy_loss(lp, old_lp[idx, j].to(lp.device), adv, c.clip_range)
+                        loss = policy
+                        kl = torch.zeros(())
+                        if c.kl_beta > 0:
+                            with torch.no_grad():
+                                unwrapped = acc.unwrap_model(self.model)
+                                unwrapped.disable_adapters()
+                                v_ref = gen.velocity(unwrapped, x, timesteps[i], sub, c.guidance_scale)
+                                unwrapped.enable_adapters()
+                            kl = ((v.float() - v_ref.float()) ** 2).mean()
+                            loss = policy + c.kl_beta * kl
+                    share = len(idx) / n_terms
+                    acc.backward(loss * share)
+                totals["loss"] += float(loss.detach()) * share
+                totals["policy_loss"] += float(policy.detach()) * share
+                totals["kl"] += float(kl.detach()) * share
+                totals["clipfrac"] += stats["clipfrac"] * share
+                totals["ratio"] += stats["ratio"] * share
+        grad_norm = acc.clip_grad_norm_(self.params, c.max_grad_norm) if c.max_grad_norm > 0 else None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
+        totals["grad_norm"] = float(grad_norm) if grad_norm is not None else None
+        totals["trained_samples"] = len(keep)
+        return totals
+
+    # ------------------------------------------------------------------------------------------------ saving
+    def lora_state_dict(self) -> dict[str, torch.Tensor]:
+        from peft.utils import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.accelerator.unwrap_model(self.model))
+
+    def save_lora(self, directory: Any, use_ema: bool = True) -> None:
+        """``pytorch_lora_weights.safetensors`` loadable with ``pipe.load_lora_weights(directory)``."""
+        swap = use_ema and self.ema is not None
+        if swap:
+            self.ema.swap()
+        try:
+            type(self.pipe).save_lora_weights(str(directory), transformer_lora_layers=self.lora_state_dict())
+        finally:
+            if swap:
+                self.ema.swap()
+
+    def save_state(self, directory: Any) -> None:
+        from pathlib import Path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.save_lora(directory, use_ema=False)
+        state = {"optimizer": self.optimizer.state_dict(), "global_step": self.global_step}
+        if self.ema is not None:
+            state["ema"] = self.ema.shadow
+        torch.save(state, directory / "training_state.pt")
+
+    def load_state(self, directory: Any) -> None:
+        from pathlib import Path
+
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        weights = load_file(str(directory / "pytorch_lora_weights.safetensors"))
+        weights = {k.removeprefix("transformer."): v for k, v in weights.items()}
+        set_peft_model_state_dict(self.accelerator.unwrap_model(self.model), weights)
+        state = torch.load(directory / "training_state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.global_step = int(state["global_step"])
+        if self.ema is not None and "ema" in state:
+            self.ema.shadow = state["ema"]
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    valid = [v for v in values if v is not None]
+    return sum(valid) / len(valid) if valid else None
+
+
+def _std(values: list[float | None]) -> float | None:
+    valid = [v for v in values if v is not None]
+    if len(valid) < 2:
+        return None
+    m = sum(valid) / len(valid)
+    return math.sqrt(sum((v - m) ** 2 for v in valid) / len(valid))
