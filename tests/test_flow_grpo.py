@@ -103,6 +103,18 @@ def test_one_training_step_changes_the_lora_and_nothing_else(pipe):
     assert trainer.step(["12", "345"])["metrics"]["kl"] > 0
 
 
+def test_several_iterations_per_batch_move_the_ratio_and_the_clip_binds(pipe, tiny_pipeline_dir):
+    config = FlowGRPOConfig(noise_level=0.8, sde_window=2, group_size=4, prompts_per_step=1, learning_rate=5e-2,
+                            clip_range=1e-4, num_iterations=3, **SAMPLING)  # fmt: skip
+    trainer = FlowGRPOTrainer(pipe, config, [brightness_reward], lora={"r": 4, "lora_alpha": 8})
+    m = trainer.step(["12"])["metrics"]
+    assert m["ratio"] != 1.0 and m["clipfrac"] > 0  # the last pass sees a policy two updates past the rollout's
+    fresh = load_pipeline(str(tiny_pipeline_dir))
+    single = FlowGRPOTrainer(fresh, FlowGRPOConfig(noise_level=0.8, sde_window=2, group_size=4, **SAMPLING),
+                             [brightness_reward])  # fmt: skip
+    assert single.step(["12"])["metrics"]["ratio"] == pytest.approx(1.0, abs=1e-6)
+
+
 def test_images_without_a_reward_are_left_out_not_fatal(pipe):
     def half_none(prompts, completions, **kwargs):
         return [None if i % 2 else float(i) for i in range(len(completions))]

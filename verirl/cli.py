@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     gsub = gly.add_subparsers(dest="glyph_command", metavar="ACTION")
     gpre = gsub.add_parser("pretrain", parents=[common], help="train the tiny SD3 glyph pipeline from scratch")
     gpre.add_argument("--out", required=True, help="directory for the diffusers pipeline (save_pretrained)")
-    gpre.add_argument("--steps", type=int, default=2500, help="transformer/text-encoder steps")
+    gpre.add_argument("--steps", type=int, default=1000, help="transformer/text-encoder steps")
     gpre.add_argument("--vae-steps", type=int, default=600)
     gpre.add_argument("--batch-size", type=int, default=32)
     gpre.add_argument("--n-train", type=int, default=3000, help="training strings (the recipe's data.n_train)")

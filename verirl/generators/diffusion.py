@@ -108,7 +108,8 @@ def sde_step(
     mean = x * (1 + s**2 / (2 * sigma) * dt) + v * (1 + s**2 * (1 - sigma) / (2 * sigma)) * dt
     std = s * torch.sqrt(-dt)
     if prev_sample is None:
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+        gen_device = generator.device if generator is not None else x.device
+        noise = torch.randn(x.shape, generator=generator, device=gen_device, dtype=torch.float32).to(x.device)
         prev_sample = mean + std * noise
     prev = prev_sample.float()
     log_prob = -((prev.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - _LOG_SQRT_2PI

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from verirl.errors import VerirlError
-from verirl.glyph.data import glyph, render
+from verirl.glyph.data import HEIGHT, WIDTH, glyph, render
 from verirl.glyph.pipeline import TinySD3Config, build_pipeline
 
 logger = logging.getLogger("verirl")
@@ -35,7 +35,7 @@ class PretrainConfig:
     max_len: int = 4
     vae_steps: int = 600
     vae_lr: float = 2e-3
-    steps: int = 2500
+    steps: int = 1000
     batch_size: int = 32
     lr: float = 1e-3
     cfg_dropout: float = 0.1
@@ -134,7 +134,7 @@ def ocr_exact_match(pipe: Any, texts: list[str], steps: int, guidance_scale: flo
     gen = DiffusionGenerator(
         pipe,
         DiffusionSampling(num_inference_steps=steps, guidance_scale=guidance_scale, noise_level=0.0,
-                          max_sequence_length=1),
+                          max_sequence_length=1, height=HEIGHT, width=WIDTH),
         seed=seed,
     )  # fmt: skip
     images = []

@@ -74,6 +74,7 @@ class FlowGRPOConfig:
     adv_clip_max: float = 5.0
     max_grad_norm: float = 1.0
     train_batch_size: int = 16  # samples per training forward
+    num_iterations: int = 1  # optimizer steps per rollout batch (PPO epochs; >1 makes the clip bind)
     ema: bool = False
     ema_decay: float = 0.9
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
@@ -97,7 +98,14 @@ def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
 
 def check_config(config: FlowGRPOConfig) -> None:
     """ValueError naming the field for impossible settings."""
-    positive = ("num_inference_steps", "group_size", "prompts_per_step", "max_steps", "train_batch_size")
+    positive = (
+        "num_inference_steps",
+        "group_size",
+        "prompts_per_step",
+        "max_steps",
+        "train_batch_size",
+        "num_iterations",
+    )
     for name in positive:
         if getattr(config, name) < 1:
             raise ValueError(f"{name}: expected a positive integer, got {getattr(config, name)}")
@@ -206,6 +214,18 @@ def add_lora(transformer: Any, lora: dict[str, Any] | None) -> list[torch.nn.Par
     return [p for p in transformer.parameters() if p.requires_grad]
 
 
+def make_accelerator(config: FlowGRPOConfig) -> Any:
+    """accelerate for processes and mixed precision; DDP must tolerate LoRA weights without a gradient (SD3's last
+    block discards the context stream, so its context-query LoRA never gets one)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    return Accelerator(
+        mixed_precision=config.mixed_precision,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+
+
 class FlowGRPOTrainer:
     """Rollouts -> rewards -> group advantages -> clipped-ratio updates over the SDE window, one ``step()`` at a time.
 
@@ -221,15 +241,12 @@ class FlowGRPOTrainer:
         lora: dict[str, Any] | None = None,
         accelerator: Any = None,
     ):
-        from accelerate import Accelerator
 
         from verirl.generators.diffusion import DiffusionGenerator, DiffusionSampling
 
         check_config(config)
         self.config = config
-        self.accelerator = accelerator or Accelerator(
-            mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available()
-        )
+        self.accelerator = accelerator or make_accelerator(config)
         self.pipe = pipe.to(self.accelerator.device)
         for name in ("vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
             module = getattr(pipe, name, None)
@@ -270,7 +287,8 @@ class FlowGRPOTrainer:
         start = time.monotonic()
         emb = gen.encode(list(prompts)).repeat(g)
         self.model.eval()
-        rollout = gen.sample(emb)
+        with self.accelerator.autocast():
+            rollout = gen.sample(emb)
         images = gen.decode(rollout["latents"])
         flat_prompts = [p for p in prompts for _ in range(g)]
         flat_columns = {k: [v for v in values for _ in range(g)] for k, values in columns.items()}
@@ -292,17 +310,26 @@ class FlowGRPOTrainer:
         return {"metrics": metrics, "images": images, "rewards": scores["total"]}
 
     def _update(self, emb: Any, rollout: dict[str, Any], advantages: torch.Tensor, mask: list[bool]) -> dict:
-        from verirl.generators.diffusion import sde_step
-
-        c, gen, acc = self.config, self.generator, self.accelerator
+        """``num_iterations`` optimizer steps on one rollout batch (the ratio to the rollout policy leaves 1 after
+        the first, and the clip bounds it); metrics are those of the last pass."""
         keep = [i for i, m in enumerate(mask) if m and float(advantages[i]) != 0.0]
         if not keep:
             return {"loss": 0.0, "trained_samples": 0}
         self.model.train()
+        totals: dict[str, Any] = {}
+        for _ in range(self.config.num_iterations):
+            totals = self._one_pass(emb, rollout, advantages, keep)
+        totals["trained_samples"] = len(keep)
+        return totals
+
+    def _one_pass(self, emb: Any, rollout: dict[str, Any], advantages: torch.Tensor, keep: list[int]) -> dict:
+        from verirl.generators.diffusion import sde_step
+
+        c, gen, acc = self.config, self.generator, self.accelerator
         traj, old_lp = rollout["trajectory"], rollout["log_probs"]
         steps, timesteps, sigmas = rollout["step_indices"].tolist(), rollout["timesteps"], rollout["sigmas"]
         n_terms = len(keep) * len(steps)
-        totals: dict[str, float] = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipfrac": 0.0, "ratio": 0.0}
+        totals: dict[str, Any] = {"loss": 0.0, "policy_loss": 0.0, "kl": 0.0, "clipfrac": 0.0, "ratio": 0.0}
         batches = [keep[i : i + c.train_batch_size] for i in range(0, len(keep), c.train_batch_size)]
         for b, idx in enumerate(batches):
             sub = emb.select(idx)
@@ -338,7 +365,6 @@ class FlowGRPOTrainer:
         if self.ema is not None:
             self.ema.update()
         totals["grad_norm"] = float(grad_norm) if grad_norm is not None else None
-        totals["trained_samples"] = len(keep)
         return totals
 
     # ------------------------------------------------------------------------------------------------ saving

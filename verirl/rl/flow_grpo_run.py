@@ -101,7 +101,6 @@ class _Logger:
 
 
 def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
-    from accelerate import Accelerator
     from transformers import set_seed
 
     from verirl.cards import write_model_card
@@ -110,13 +109,13 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
     from verirl.recipes import build_trainer_config, eval_reward
     from verirl.rewards.base import resolve_reward
     from verirl.rewards.guard import GuardedReward
-    from verirl.rl.flow_grpo import FlowGRPOTrainer
+    from verirl.rl.flow_grpo import FlowGRPOTrainer, make_accelerator
     from verirl.rl.grpo import guarded_rewards
 
     start = time.time()
     out = Path(recipe.output_dir)
     config = build_trainer_config(recipe.trainer, recipe.args, recipe.output_dir, recipe.file)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(config)
     main = accelerator.is_main_process
     set_seed(config.seed)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
