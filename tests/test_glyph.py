@@ -30,6 +30,9 @@ def test_ocr_match_reads_renders_and_scores_edit_distance():
     soft = resolve_reward("ocr_match")
     scores = soft(prompts=[""] * 3, completions=images[:3], text=["4077", "25", "12345"])
     assert scores[0] == pytest.approx(0.75) and scores[1] == 1.0 and scores[2] < 0.5
+    likely = resolve_reward("ocr_match", {"mode": "likelihood"})
+    right, wrong = likely(prompts=[""] * 2, completions=images[:1] * 2, text=["4071", "4077"])
+    assert 0.9 < right <= 1.0 and wrong < 0.5 * right  # the CTC probability of the target, per character
     with pytest.raises(KeyError, match="no column 'text'"):
         soft(prompts=[""], completions=images[:1], answer=["1"])
 

@@ -2,12 +2,16 @@
 
 Our design, for images that hold one line of text (the glyph demo, signs, captions): the whole image goes through
 paddleocr's PP-OCRv5 recognition model (no detection step, so a faint or broken rendering still gets a reading),
-greedy CTC decoding, then ``1 - normalised edit distance`` to the target (``exact: true``: 1 or 0). Case-insensitive
-unless ``case_sensitive``. Unreadable images (missing, corrupt, empty) score ``None`` and are counted by the guard.
+then one of three scores (``mode``): ``edit`` (default) ``1 - normalised edit distance`` between the greedy CTC
+reading and the target; ``exact`` 1 or 0; ``likelihood`` the target's per-character CTC probability,
+``exp(log p(target | image) / len(target))`` -- a smooth score that also ranks near-misses whose greedy reading is
+the same. Case-insensitive unless ``case_sensitive`` (``likelihood`` is always exact). Unreadable images (missing,
+corrupt, empty) score ``None`` and are counted by the guard.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -28,8 +32,8 @@ def recognizer() -> Any:
         return _RECOGNIZER
 
 
-def read_lines(images: list[Any]) -> list[str | None]:
-    """The text of each image read as one line (``None`` for an image that cannot be read)."""
+def posteriors(images: list[Any]) -> list[Any]:
+    """The recognizer's (T, C) CTC posteriors for each image read as one line (``None`` if it cannot be read)."""
     from verirl.rewards.textpecker.images import to_bgr
 
     arrays, index = [], []
@@ -38,21 +42,30 @@ def read_lines(images: list[Any]) -> list[str | None]:
         if array is not None:
             arrays.append(array)
             index.append(i)
-    texts: list[str | None] = [None] * len(images)
+    out: list[Any] = [None] * len(images)
     if arrays:
-        rec = recognizer()
-        for i, probs in zip(index, rec.posteriors(arrays), strict=True):
-            texts[i] = rec.decode(probs)[0].strip()
-    return texts
+        for i, probs in zip(index, recognizer().posteriors(arrays), strict=True):
+            out[i] = probs
+    return out
+
+
+def read_lines(images: list[Any]) -> list[str | None]:
+    """The text of each image read as one line (``None`` for an image that cannot be read)."""
+    rec = recognizer() if images else None
+    return [None if p is None else rec.decode(p)[0].strip() for p in posteriors(images)]
 
 
 @reward("ocr_match")
 class OCRMatchReward:
     """1 - normalised edit distance between the OCR reading of each image (one line) and its target text."""
 
-    def __init__(self, text_column: str = "text", exact: bool = False, case_sensitive: bool = False):
+    def __init__(self, text_column: str = "text", exact: bool = False, case_sensitive: bool = False,
+                 mode: str | None = None):  # fmt: skip
+        mode = mode or ("exact" if exact else "edit")
+        if mode not in ("edit", "exact", "likelihood"):
+            raise ValueError(f"ocr_match: mode must be edit, exact or likelihood, got {mode!r}")
         self.text_column = text_column
-        self.exact = exact
+        self.mode = mode
         self.case_sensitive = case_sensitive
         self.__name__ = "ocr_match"
 
@@ -65,15 +78,20 @@ class OCRMatchReward:
                 f"(set the reward's text_column; columns: {', '.join(sorted(kwargs)) or 'none'})"
             )
         targets = [str(t) for t in kwargs[self.text_column]]
+        rec = recognizer() if completions else None
         scores: list[float | None] = []
-        for read, target in zip(read_lines(list(completions)), targets, strict=True):
-            if read is None:
+        for probs, target in zip(posteriors(list(completions)), targets, strict=True):
+            if probs is None:
                 scores.append(None)
-                continue
-            if not self.case_sensitive:
-                read, target = read.lower(), target.lower()
-            if self.exact:
-                scores.append(float(read == target))
+            elif self.mode == "likelihood":
+                ll = rec.target_log_likelihood(probs, target)
+                scores.append(0.0 if ll is None else math.exp(ll / max(1, len(target))))
             else:
-                scores.append(1.0 - Levenshtein.normalized_distance(read, target))
+                read = rec.decode(probs)[0].strip()
+                if not self.case_sensitive:
+                    read, target = read.lower(), target.lower()
+                if self.mode == "exact":
+                    scores.append(float(read == target))
+                else:
+                    scores.append(1.0 - Levenshtein.normalized_distance(read, target))
         return scores
