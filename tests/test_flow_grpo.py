@@ -252,3 +252,15 @@ def test_presets_fill_only_unset_fields():
         2e-6,
     )
     assert config.group_size == 4 and config.ema is True
+
+
+def test_two_processes_train_one_lora(tiny_pipeline_dir, write_recipe, tmp_path):
+    """accelerate with 2 gloo processes: DDP over the LoRA (some of whose weights get no gradient) works."""
+    out = tmp_path / "run2"
+    recipe = write_recipe(_recipe(tiny_pipeline_dir, out, save_steps=0, image_log_steps=0))
+    proc = subprocess.run([VERIRL, "train", str(recipe), "--num-processes", "2"], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["train"]["processes"] == 2 and results["train"]["steps"] == 2
+    assert (out / "pytorch_lora_weights.safetensors").is_file()
