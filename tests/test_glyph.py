@@ -25,7 +25,7 @@ def test_glyph_task_is_seeded_and_held_out_strings_are_unseen():
 def test_ocr_match_reads_renders_and_scores_edit_distance():
     texts = ["4071", "25", "938"]
     images = [render(t) for t in texts] + [np.zeros((0, 0, 3), dtype=np.uint8)]
-    exact = resolve_reward("ocr_match", {"exact": True})
+    exact = resolve_reward("ocr_match", {"mode": "exact"})
     assert exact(prompts=[""] * 4, completions=images, text=texts + ["1"]) == [1.0, 1.0, 1.0, None]
     soft = resolve_reward("ocr_match")
     scores = soft(prompts=[""] * 3, completions=images[:3], text=["4077", "25", "12345"])

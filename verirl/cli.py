@@ -159,7 +159,9 @@ def _model_line(recipe: Any) -> str:
 
     if recipe.trainer == "flow_grpo":
         kind = "local diffusers pipeline" if Path(recipe.model.name).expanduser().exists() else "hub"
-        lora = {"r": 32, "lora_alpha": 64, **(recipe.model.lora or {})}
+        from verirl.rl.flow_grpo import LORA_DEFAULTS
+
+        lora = {**LORA_DEFAULTS, **(recipe.model.lora or {})}
         return f"{recipe.model.name} ({kind}; dtype {recipe.model.dtype}, LoRA r={lora['r']})"
     source = classify_model(recipe.model.name)
     model_line = f"{recipe.model.name} ({source.kind}"

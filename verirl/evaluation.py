@@ -39,8 +39,6 @@ def evaluate(
         completion_ids=[group[0] for group in rollouts.token_ids],
         **columns,
     )
-    valid = [s for s in scores if s is not None and math.isfinite(s)]
-    correct = sum(1 for s in valid if s >= threshold)
     n = len(prompts)
     samples = []
     for i in range(min(show, n)):
@@ -53,11 +51,18 @@ def evaluate(
                 "reward": scores[i],
             }
         )
+    return {**score_summary(scores, threshold, start), "samples": samples}
+
+
+def score_summary(scores: list[float | None], threshold: float, start: float) -> dict[str, Any]:
+    """Accuracy (share of samples scoring >= threshold; unscored ones count as wrong), mean reward of the scored
+    ones, counts and seconds since ``start`` (``time.monotonic()``). Shared by text and image evaluation."""
+    valid = [s for s in scores if s is not None and math.isfinite(s)]
+    n = len(scores)
     return {
-        "accuracy": correct / n if n else 0.0,
+        "accuracy": sum(1 for s in valid if s >= threshold) / n if n else 0.0,
         "mean_reward": sum(valid) / len(valid) if valid else None,
         "n": n,
         "unscored": n - len(valid),
         "seconds": round(time.monotonic() - start, 1),
-        "samples": samples,
     }

@@ -415,26 +415,21 @@ def _check_pipeline_dir(spec: ModelSpec, file: str) -> None:
             )
     elif spec.name.startswith((".", "/", "~")) or spec.name.count("/") != 1:
         raise RecipeError(file, "model", f"{spec.name}: no such directory, and not a Hub id (owner/name)")
-    from peft import LoraConfig
+    from verirl.rl.flow_grpo import LORA_DEFAULTS
 
-    lora = dict(spec.lora or {})
-    check_keys(lora, {f.name for f in dataclasses.fields(LoraConfig) if f.init}, file, "model.lora.")
-    hints = _type_hints(LoraConfig)
-    lora = {k: coerce(v, hints.get(k, Any), file, f"model.lora.{k}") for k, v in lora.items()}
-    try:
-        LoraConfig(**{"r": 32, "lora_alpha": 64, "target_modules": ["to_q"], **lora})
-    except (TypeError, ValueError) as exc:
-        raise RecipeError(file, "model.lora", _first_line(exc)) from None
+    _lora_config(spec.lora or {}, file, LORA_DEFAULTS)
 
 
-def _lora_config(lora: dict[str, Any], file: str) -> Any:
+def _lora_config(lora: dict[str, Any], file: str, defaults: dict[str, Any] | None = None) -> Any:
+    """peft's LoraConfig from ``model.lora`` (its own checks as one-line recipe errors); ``defaults`` fill unset
+    fields (a causal-LM task for the LLM trainers)."""
     from peft import LoraConfig
 
     fields = {f.name for f in dataclasses.fields(LoraConfig) if f.init}
     check_keys(lora, fields, file, "model.lora.")
     hints = _type_hints(LoraConfig)
     values = {k: coerce(v, hints.get(k, Any), file, f"model.lora.{k}") for k, v in lora.items()}
-    values.setdefault("task_type", "CAUSAL_LM")
+    values = {**({"task_type": "CAUSAL_LM"} if defaults is None else defaults), **values}
     try:
         return LoraConfig(**values)
     except (TypeError, ValueError) as exc:

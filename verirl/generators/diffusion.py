@@ -45,8 +45,9 @@ def check_pipeline(pipe: Any) -> None:
         )
 
 
-def load_pipeline(name: str, dtype: torch.dtype = torch.float32) -> Any:
-    """``DiffusionPipeline.from_pretrained`` of a local directory or a Hub id, checked to be supported."""
+def load_pipeline(name: str, dtype: torch.dtype | str = torch.float32) -> Any:
+    """``DiffusionPipeline.from_pretrained`` of a local directory or a Hub id, checked to be supported
+    (``dtype`` "auto": as saved)."""
     from pathlib import Path
 
     try:
@@ -56,7 +57,7 @@ def load_pipeline(name: str, dtype: torch.dtype = torch.float32) -> Any:
     path = Path(name).expanduser()
     if path.exists() and not (path / "model_index.json").is_file():
         raise VerirlError(f"model {name!r}: directory has no model_index.json (expected a diffusers pipeline)")
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {} if dtype == "auto" else {"dtype": dtype}
     if path.exists() and not (path / "text_encoder_3").is_dir():
         kwargs.update(text_encoder_3=None, tokenizer_3=None)  # SD3 without T5: allowed, and much smaller
     pipe = DiffusionPipeline.from_pretrained(str(path) if path.exists() else name, **kwargs)
@@ -165,7 +166,8 @@ class DiffusionGenerator:
         for i, prompt in enumerate(prompts):
             if not isinstance(prompt, str):
                 raise VerirlError(f"{where} {i}: expected a text prompt, got {type(prompt).__name__}")
-            n = len(self.pipe.tokenizer(prompt).input_ids)
+        lengths = [len(ids) for ids in self.pipe.tokenizer(list(prompts)).input_ids] if prompts else []
+        for i, (prompt, n) in enumerate(zip(prompts, lengths, strict=True)):
             if n > self.max_prompt_tokens:
                 raise VerirlError(
                     f"{where} {i}: {n} tokens, the pipeline's tokenizer allows {self.max_prompt_tokens} "

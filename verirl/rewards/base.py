@@ -207,6 +207,16 @@ def required_columns(fn: Callable) -> tuple[str, ...]:
     )
 
 
+def target_texts(kwargs: dict[str, Any], column: str, reward_name: str) -> list[str]:
+    """The target text of each sample from a dataset column (image rewards); KeyError naming the column if absent."""
+    if column not in kwargs:
+        raise KeyError(
+            f"{reward_name}: the dataset has no column {column!r} with the target text "
+            f"(set the reward's text_column; columns: {', '.join(sorted(kwargs)) or 'none'})"
+        )
+    return [str(t) for t in kwargs[column]]
+
+
 def completion_text(completion: Any) -> str:
     """The text of a completion: a string, or a conversational list of messages (the last message's content)."""
     if isinstance(completion, str):

@@ -15,7 +15,7 @@ import math
 import threading
 from typing import Any
 
-from verirl.rewards.base import reward
+from verirl.rewards.base import reward, target_texts
 
 _LOCK = threading.Lock()
 _RECOGNIZER: Any = None
@@ -57,11 +57,9 @@ def read_lines(images: list[Any]) -> list[str | None]:
 
 @reward("ocr_match")
 class OCRMatchReward:
-    """1 - normalised edit distance between the OCR reading of each image (one line) and its target text."""
+    """How well each image's single line of text (PP-OCRv5 reading) matches its target: edit | exact | likelihood."""
 
-    def __init__(self, text_column: str = "text", exact: bool = False, case_sensitive: bool = False,
-                 mode: str | None = None):  # fmt: skip
-        mode = mode or ("exact" if exact else "edit")
+    def __init__(self, text_column: str = "text", mode: str = "edit", case_sensitive: bool = False):
         if mode not in ("edit", "exact", "likelihood"):
             raise ValueError(f"ocr_match: mode must be edit, exact or likelihood, got {mode!r}")
         self.text_column = text_column
@@ -72,12 +70,7 @@ class OCRMatchReward:
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
         from rapidfuzz.distance import Levenshtein
 
-        if self.text_column not in kwargs:
-            raise KeyError(
-                f"ocr_match: the dataset has no column {self.text_column!r} with the target text "
-                f"(set the reward's text_column; columns: {', '.join(sorted(kwargs)) or 'none'})"
-            )
-        targets = [str(t) for t in kwargs[self.text_column]]
+        targets = target_texts(kwargs, self.text_column, "ocr_match")
         rec = recognizer() if completions else None
         scores: list[float | None] = []
         for probs, target in zip(posteriors(list(completions)), targets, strict=True):

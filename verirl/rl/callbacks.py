@@ -19,6 +19,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def append_metrics(path: Path, step: int, logs: dict[str, Any]) -> None:
+    """One JSON line ``{"step", "time", **logs}`` appended to ``path`` (NaN/inf become null, tensors numbers)."""
+    record = {"step": step, "time": round(time.time(), 3)}
+    record.update({k: _jsonable(v) for k, v in logs.items()})
+    with Path(path).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
 class MetricsJSONLCallback(TrainerCallback):
     """Append every ``on_log`` dict (loss, rewards/<name>/mean, reward_failures/<name>, ...) to ``metrics.jsonl``."""
 
@@ -28,7 +36,4 @@ class MetricsJSONLCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
             return
-        record = {"step": state.global_step, "time": round(time.time(), 3)}
-        record.update({k: _jsonable(v) for k, v in logs.items()})
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_metrics(self.path, state.global_step, logs)

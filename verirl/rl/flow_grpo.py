@@ -18,16 +18,15 @@ normalisation.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
+import contextlib
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-logger = logging.getLogger("verirl")
-
+LORA_DEFAULTS = {"r": 32, "lora_alpha": 64, "init_lora_weights": "gaussian"}  # TextPecker's r/alpha; B = 0 at start
 SD3_LORA_TARGETS = [
     "attn.to_q",
     "attn.to_k",
@@ -195,17 +194,13 @@ class EMA:
             s.copy_(tmp)
 
 
-def config_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(FlowGRPOConfig)}
-
-
 def add_lora(transformer: Any, lora: dict[str, Any] | None) -> list[torch.nn.Parameter]:
     """Freeze the transformer and add a LoRA (peft, through diffusers' ``add_adapter``); returns its parameters.
 
     Defaults: r = 32, alpha = 64 (TextPecker's setting), gaussian init (the policy starts equal to the reference)."""
     from peft import LoraConfig
 
-    values = {"r": 32, "lora_alpha": 64, "init_lora_weights": "gaussian", **(lora or {})}
+    values = {**LORA_DEFAULTS, **(lora or {})}
     if "target_modules" not in values:
         names = {n for n, _ in transformer.named_modules()}
         values["target_modules"] = [t for t in SD3_LORA_TARGETS if any(n.endswith(t) for n in names)]
@@ -241,7 +236,6 @@ class FlowGRPOTrainer:
         lora: dict[str, Any] | None = None,
         accelerator: Any = None,
     ):
-
         from verirl.generators.diffusion import DiffusionGenerator, DiffusionSampling
 
         check_config(config)
@@ -258,15 +252,7 @@ class FlowGRPOTrainer:
         self.ema = EMA(self.params, config.ema_decay) if config.ema else None
         self.rewards = rewards
         self.weights = list(weights) if weights is not None else [1.0] * len(rewards)
-        sampling = DiffusionSampling(
-            num_inference_steps=config.num_inference_steps,
-            guidance_scale=config.guidance_scale,
-            noise_level=config.noise_level,
-            sde_window=config.sde_window,
-            height=config.height,
-            width=config.width,
-            max_sequence_length=config.max_sequence_length,
-        )
+        sampling = DiffusionSampling(**{f: getattr(config, f) for f in DiffusionSampling.__dataclass_fields__})
         self.generator = DiffusionGenerator(pipe, sampling, seed=config.seed + self.accelerator.process_index)
         self.global_step = 0
 
@@ -336,7 +322,7 @@ class FlowGRPOTrainer:
             adv = advantages[idx].to(acc.device)
             for j, i in enumerate(steps):
                 last = b == len(batches) - 1 and j == len(steps) - 1
-                with acc.no_sync(self.model) if not last else _null():
+                with acc.no_sync(self.model) if not last else contextlib.nullcontext():
                     with acc.autocast():
                         x, x_next = traj[idx, j], traj[idx, j + 1]
                         v = gen.velocity(self.model, x, timesteps[i], sub, c.guidance_scale)
@@ -412,22 +398,11 @@ class FlowGRPOTrainer:
             self.ema.shadow = state["ema"]
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def _mean(values: list[float | None]) -> float | None:
     valid = [v for v in values if v is not None]
-    return sum(valid) / len(valid) if valid else None
+    return statistics.fmean(valid) if valid else None
 
 
 def _std(values: list[float | None]) -> float | None:
     valid = [v for v in values if v is not None]
-    if len(valid) < 2:
-        return None
-    m = sum(valid) / len(valid)
-    return math.sqrt(sum((v - m) ** 2 for v in valid) / len(valid))
+    return statistics.pstdev(valid) if len(valid) > 1 else None

@@ -7,7 +7,6 @@ image grids), writes checkpoints, saves the LoRA, evaluates again, writes the mo
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -19,7 +18,8 @@ import numpy as np
 import torch
 
 from verirl import outputs
-from verirl.errors import VerirlError
+from verirl.evaluation import score_summary
+from verirl.rl.callbacks import append_metrics
 
 logger = logging.getLogger("verirl")
 
@@ -54,15 +54,7 @@ def evaluate_images(
         emb = gen.encode(prompts[i : i + 32])
         images += gen.decode(gen.sample(emb, seed=seed + i, noise_level=0.0, window=[])["latents"])
     scores = scorer(prompts=prompts, completions=images, **columns)
-    valid = [s for s in scores if s is not None]
-    result = {
-        "accuracy": sum(1 for s in valid if s >= threshold) / len(prompts) if prompts else 0.0,
-        "mean_reward": sum(valid) / len(valid) if valid else None,
-        "n": len(prompts),
-        "unscored": len(prompts) - len(valid),
-        "seconds": round(time.monotonic() - start, 1),
-    }
-    return result, images
+    return score_summary(scores, threshold, start), images
 
 
 class _Logger:
@@ -83,9 +75,7 @@ class _Logger:
     def scalars(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {"step": step, "time": round(time.time(), 3), **metrics}
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_metrics(self.path, step, metrics)
         if self.writer is not None:
             for k, v in metrics.items():
                 if isinstance(v, int | float) and v is not None and math.isfinite(v):
@@ -103,14 +93,15 @@ class _Logger:
 def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
     from transformers import set_seed
 
-    from verirl.cards import write_model_card
     from verirl.data import load_data
     from verirl.generators.diffusion import load_pipeline
+    from verirl.models import torch_dtype
     from verirl.recipes import build_trainer_config, eval_reward
     from verirl.rewards.base import resolve_reward
     from verirl.rewards.guard import GuardedReward
     from verirl.rl.flow_grpo import FlowGRPOTrainer, make_accelerator
     from verirl.rl.grpo import guarded_rewards
+    from verirl.rl.run import publish
 
     start = time.time()
     out = Path(recipe.output_dir)
@@ -118,12 +109,9 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
     accelerator = make_accelerator(config)
     main = accelerator.is_main_process
     set_seed(config.seed)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
-        recipe.model.dtype, torch.float32
-    )
-    pipe = load_pipeline(recipe.model.name, dtype)
+    pipe = load_pipeline(recipe.model.name, torch_dtype(recipe.model.dtype))
     train_ds, eval_ds = load_data(recipe.data)
-    columns = [c for c in train_ds.column_names if c != "prompt"]
+    train_columns = {c: list(train_ds[c]) for c in train_ds.column_names if c != "prompt"}
     train_prompts = [prompt_text(p) for p in train_ds["prompt"]]
     rewards = guarded_rewards(recipe)
     trainer = FlowGRPOTrainer(
@@ -184,7 +172,7 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
         batch = order[consumed + rank * config.prompts_per_step : consumed + (rank + 1) * config.prompts_per_step]
         consumed += per_step
         prompts = [train_prompts[i] for i in batch]
-        cols = {c: [train_ds[i][c] for i in batch] for c in columns}
+        cols = {c: [values[i] for i in batch] for c, values in train_columns.items()}
         step_out = trainer.step(prompts, cols)
         metrics = _reduce(accelerator, step_out["metrics"])
         step = trainer.global_step
@@ -210,16 +198,7 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
             "seconds": round(train_seconds, 1),
             "seconds_per_step": round(train_seconds / max(1, trainer.global_step - first_step), 2),
         }
-        results["reward_failures"] = {f.name: f.stats() for f in rewards}
-        results["worker_seconds"] = round(time.time() - start, 1)
-        outputs.write_json_atomic(out / outputs.RESULTS, results)
-        write_model_card(out, recipe, results)
-        if recipe.hub.push:
-            from verirl.hub import push_folder
-
-            results["hub_url"] = push_folder(out, recipe.hub.repo_id, private=recipe.hub.private,
-                                             revision=recipe.hub.revision)  # fmt: skip
-            outputs.write_json_atomic(out / outputs.RESULTS, results)
+        publish(recipe, results, rewards, start)
     accelerator.wait_for_everyone()
     return results
 
@@ -250,10 +229,3 @@ def _reduce(accelerator: Any, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def check_installed() -> None:
-    try:
-        import diffusers  # noqa: F401
-    except ImportError:
-        raise VerirlError("trainer flow_grpo needs the `diffusion` extra: pip install 'verirl[diffusion]'") from None

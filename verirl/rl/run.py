@@ -39,7 +39,6 @@ def train(recipe_path: str, resume: bool = False) -> dict[str, Any]:
     from transformers import set_seed
 
     from verirl import outputs
-    from verirl.cards import write_model_card
     from verirl.data import load_data
     from verirl.evaluation import evaluate
     from verirl.generators.hf import HFGenerator
@@ -54,9 +53,8 @@ def train(recipe_path: str, resume: bool = False) -> dict[str, Any]:
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if recipe.trainer == "flow_grpo":
-        from verirl.rl.flow_grpo_run import check_installed, train_flow_grpo
+        from verirl.rl.flow_grpo_run import train_flow_grpo
 
-        check_installed()
         return train_flow_grpo(recipe, resume=resume)
     state = PartialState()
     main = state.is_main_process
@@ -127,19 +125,29 @@ def train(recipe_path: str, resume: bool = False) -> dict[str, Any]:
             "seconds": round(train_seconds, 1),
             "train_loss": getattr(train_output, "training_loss", None),
         }
-        if recipe.trainer == "grpo":
-            results["reward_failures"] = {f.name: f.stats() for f in trainer.reward_funcs if hasattr(f, "stats")}
-        results["worker_seconds"] = round(time.time() - start, 1)
-        outputs.write_json_atomic(out / outputs.RESULTS, results)
-        write_model_card(out, recipe, results)
-        if recipe.hub.push:
-            from verirl.hub import push_folder
-
-            url = push_folder(out, recipe.hub.repo_id, private=recipe.hub.private, revision=recipe.hub.revision)
-            results["hub_url"] = url
-            outputs.write_json_atomic(out / outputs.RESULTS, results)
+        publish(recipe, results, trainer.reward_funcs if recipe.trainer == "grpo" else None, start)
     state.wait_for_everyone()
     return results
+
+
+def publish(recipe: Any, results: dict[str, Any], rewards: list | None, start: float) -> None:
+    """End of a run (main process): reward failure counts and wall time into the results, the model card, and the
+    Hub push if the recipe asks for it. Shared by every trainer."""
+    from verirl import outputs
+    from verirl.cards import write_model_card
+
+    out = Path(recipe.output_dir)
+    if rewards is not None:
+        results["reward_failures"] = {f.name: f.stats() for f in rewards if hasattr(f, "stats")}
+    results["worker_seconds"] = round(time.time() - start, 1)
+    outputs.write_json_atomic(out / outputs.RESULTS, results)
+    write_model_card(out, recipe, results)
+    if recipe.hub.push:
+        from verirl.hub import push_folder
+
+        url = push_folder(out, recipe.hub.repo_id, private=recipe.hub.private, revision=recipe.hub.revision)
+        results["hub_url"] = url
+        outputs.write_json_atomic(out / outputs.RESULTS, results)
 
 
 def _check_columns(recipe: Any, train_ds: Any, required_columns: Any, resolve_reward: Any) -> None:

@@ -18,7 +18,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from verirl.rewards.base import reward
+from verirl.rewards.base import reward, target_texts
 from verirl.rewards.textpecker.score import semantic_score, structural_score
 
 
@@ -125,10 +125,5 @@ class TextPeckerReward:
         self.__name__ = "textpecker"
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float | None]:
-        if self.text_column not in kwargs:
-            raise KeyError(
-                f"textpecker: the dataset has no column {self.text_column!r} with the target text "
-                f"(set the reward's text_column; columns: {', '.join(sorted(kwargs)) or 'none'})"
-            )
-        scores = self.scorer.score(list(completions), list(kwargs[self.text_column]))
+        scores = self.scorer.score(list(completions), target_texts(kwargs, self.text_column, "textpecker"))
         return [s.reward for s in scores]
