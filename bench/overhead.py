@@ -59,7 +59,7 @@ def main() -> None:
                 "per_device_train_batch_size": 16,
                 "max_completion_length": 24,
                 "beta": 0.0,
-                "activation_checkpointing": False,
+                "gradient_checkpointing": False,
                 "logging_steps": 1,
                 "save_strategy": "no",
                 "report_to": "none",

@@ -48,7 +48,7 @@ def plain_grpo_config(output_dir, **overrides):
         report_to="none",
         save_strategy="no",
         logging_steps=1,
-        activation_checkpointing=False,
+        gradient_checkpointing=False,
     )
     values.update(overrides)
     return GRPOConfig(**values)
@@ -70,7 +70,7 @@ def tiny_grpo_recipe(model_dir, output_dir, **overrides) -> dict:
             "logging_steps": 1,
             "save_steps": 1,
             "bf16": False,
-            "activation_checkpointing": False,
+            "gradient_checkpointing": False,
             "report_to": "none",
             "seed": 0,
         },

@@ -66,7 +66,7 @@ def test_dpo_trains_on_a_preference_file(tiny_model_dir, tmp_path):
             "report_to": "tensorboard",
             "save_strategy": "no",
             "logging_steps": 1,
-            "activation_checkpointing": False,
+            "gradient_checkpointing": False,
         },
         "eval": {"enabled": False},
         "output_dir": str(out),

@@ -143,6 +143,19 @@ def _parser() -> argparse.ArgumentParser:
     gpre.add_argument("--max-len", type=int, default=4)
     gpre.add_argument("--seed", type=int, default=0)
 
+    srv = sub.add_parser(
+        "serve", parents=[common], help="serve a model with vLLM for rollouts (recipes: generator.backend vllm-server)"
+    )
+    srv.add_argument("model", help="alias, local dir or Hub id")
+    srv.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept trainers on other hosts")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto (the checkpoint's)")
+    srv.add_argument("--max-model-len", type=int, default=None)
+    srv.add_argument("--kv-cache-gib", type=int, default=2, help="CPU: KV cache size in GiB")
+    srv.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="CUDA: share of GPU memory")
+    srv.add_argument("--compile", action="store_true", help="compile the model (slow start, a little faster)")
+    srv.add_argument("--seed", type=int, default=0)
+
     models = sub.add_parser("models", parents=[common], help="built-in models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
     msub.add_parser("list", parents=[common], help="built-in model aliases and whether they are prepared")
@@ -461,6 +474,32 @@ def _print_choice(prompt: Any, choice: Any, with_candidates: bool = False) -> No
     print(json.dumps(row, ensure_ascii=False))
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from verirl.generators.vllm import EngineOptions, import_vllm
+    from verirl.generators.vllm_server import serve
+    from verirl.models import DTYPES, resolve_model
+
+    if args.dtype not in DTYPES:
+        raise VerirlError(f"--dtype: expected one of float32, bfloat16, float16, auto; got {args.dtype!r}")
+    if not 0 < args.port < 65536:
+        raise VerirlError(f"--port: expected 1..65535, got {args.port}")
+    import_vllm("serve")
+    source = resolve_model(args.model)
+    options = EngineOptions(
+        dtype=DTYPES[args.dtype],
+        max_model_len=args.max_model_len,
+        enforce_eager=not args.compile,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        kv_cache_gib=args.kv_cache_gib,
+        seed=args.seed,
+    )
+    try:
+        serve(source.path, args.host, args.port, options)
+    except OSError as exc:
+        raise VerirlError(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({exc.strerror})") from exc
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     if args.score_command != "textpecker":
         raise VerirlError("score: name a reward (verirl score textpecker --text TEXT IMAGE ...)")
@@ -575,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluator": cmd_evaluator,
         "select": cmd_select,
         "score": cmd_score,
+        "serve": cmd_serve,
         "textpecker": cmd_textpecker,
         "glyph": cmd_glyph,
     }

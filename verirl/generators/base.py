@@ -40,6 +40,22 @@ class Rollouts:
         return prompts, [t for group in self.texts for t in group]
 
 
+def prompt_text(tokenizer: Any, prompt: Any) -> str:
+    """A plain-text prompt as is; a chat (list of messages) through the tokenizer's chat template."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def strip_after_eos(ids: list[int], tokenizer: Any) -> list[int]:
+    """Cut a completion at its first stop token: EOS is kept (it was generated), padding is dropped."""
+    stop = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    for i, token in enumerate(ids):
+        if token in stop:
+            return ids[: i + 1] if token == tokenizer.eos_token_id else ids[:i]
+    return ids
+
+
 @runtime_checkable
 class Generator(Protocol):
     def generate(self, prompts: list[Any], n: int = 1, sampling: SamplingParams | None = None) -> Rollouts: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from verirl.generators.base import Rollouts, SamplingParams
+from verirl.generators.base import Rollouts, SamplingParams, prompt_text, strip_after_eos
 
 
 class HFGenerator:
@@ -20,16 +20,11 @@ class HFGenerator:
         self.batch_size = batch_size
         self.autocast_bf16 = autocast_bf16
 
-    def _text(self, prompt: Any) -> str:
-        if isinstance(prompt, str):
-            return prompt
-        return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-
     def generate(self, prompts: list[Any], n: int = 1, sampling: SamplingParams | None = None) -> Rollouts:
         import torch
 
         sampling = sampling or SamplingParams()
-        texts = [self._text(p) for p in prompts]
+        texts = [prompt_text(self.tokenizer, p) for p in prompts]
         expanded = [t for t in texts for _ in range(n)]
         pad_side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
@@ -58,7 +53,7 @@ class HFGenerator:
                 with torch.no_grad(), autocast:
                     output = self.model.generate(**enc, **kwargs)
                 for seq in output[:, enc["input_ids"].shape[1] :].tolist():
-                    ids = _strip_after_eos(seq, self.tokenizer)
+                    ids = strip_after_eos(seq, self.tokenizer)
                     out_ids.append(ids)
                     out_texts.append(self.tokenizer.decode(ids, skip_special_tokens=True))
         finally:
@@ -67,11 +62,3 @@ class HFGenerator:
         grouped_texts = [out_texts[i * n : (i + 1) * n] for i in range(len(prompts))]
         grouped_ids = [out_ids[i * n : (i + 1) * n] for i in range(len(prompts))]
         return Rollouts(prompts=list(prompts), texts=grouped_texts, token_ids=grouped_ids)
-
-
-def _strip_after_eos(ids: list[int], tokenizer: Any) -> list[int]:
-    stop = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-    for i, token in enumerate(ids):
-        if token in stop:
-            return ids[: i + 1] if token == tokenizer.eos_token_id else ids[:i]
-    return ids

@@ -6,12 +6,16 @@ logging and checkpointing behave exactly as documented upstream.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from verirl.answers import get_extractor
 from verirl.recipes import Recipe
 from verirl.rewards.base import resolve_reward
 from verirl.rewards.guard import GuardedReward
+
+logger = logging.getLogger("verirl")
 
 
 def guarded_rewards(recipe: Recipe) -> list[GuardedReward]:
@@ -35,10 +39,14 @@ def build_grpo_trainer(
     config: Any,
     callbacks: list | None = None,
     peft_config: Any = None,
+    generator: Any = None,
 ) -> Any:
+    """TRL's GRPOTrainer (or RESTRAIN's subclass); with ``generator`` (a vLLM backend) its rollouts come from it."""
     from trl import GRPOTrainer
 
     kwargs: dict[str, Any] = {}
+    if generator is not None:
+        kwargs["rollout_func"] = GeneratorRollouts(generator)
     trainer_class = GRPOTrainer
     if recipe.advantage.name == "restrain":
         from verirl.rl.restrain import RestrainGRPOTrainer, restrain_config, with_prompt_weights
@@ -58,3 +66,73 @@ def build_grpo_trainer(
         callbacks=callbacks,
         **kwargs,
     )
+
+
+class GeneratorRollouts:
+    """TRL's ``rollout_func`` over a verirl generator (the vLLM backends).
+
+    TRL hands over this process's prompts with each prompt repeated once per sample of its group; each run of equal
+    prompts becomes one request for that many samples (one prefill, shared by the group). Before the first rollout
+    after an optimizer step, the trainer's weights (LoRA merged) are synced into the engine; with a shared server only
+    the main process pushes them and the others wait for it. Sampling settings come from the trainer's arguments
+    (``temperature``, ``top_p``, ``top_k``, ``max_completion_length``).
+    """
+
+    def __init__(self, generator: Any):
+        self.generator = generator
+        self.synced_step: int | None = None
+        self.seconds = {"sync": 0.0, "generate": 0.0}
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list]:
+        from verirl.generators.base import SamplingParams
+
+        self._sync(trainer)
+        args = trainer.args
+        sampling = SamplingParams(
+            max_new_tokens=args.max_completion_length,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k or 0,
+        )
+        runs = _runs(prompts)
+        prompt_ids = self.generator.encode([prompt for prompt, _ in runs])
+        start = time.time()
+        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": []}
+        for n in sorted({n for _, n in runs}):
+            chosen = [i for i, (_, count) in enumerate(runs) if count == n]
+            ids, logprobs = self.generator.generate_ids([prompt_ids[i] for i in chosen], n, sampling)
+            for i, group_ids, group_lps in zip(chosen, ids, logprobs, strict=True):
+                for completion, lps in zip(group_ids, group_lps, strict=True):
+                    out["prompt_ids"].append((i, prompt_ids[i]))
+                    out["completion_ids"].append((i, completion))
+                    out["logprobs"].append((i, lps))
+        self.seconds["generate"] += time.time() - start
+        for key in out:  # back into TRL's order: the runs in order, each run's samples together
+            out[key] = [value for _, value in sorted(out[key], key=lambda item: item[0])]
+        return out
+
+    def _sync(self, trainer: Any) -> None:
+        step = trainer.state.global_step
+        if step == self.synced_step:
+            return
+        start = time.time()
+        accelerator = trainer.accelerator
+        shared_server = hasattr(self.generator, "url")
+        if accelerator.is_main_process or not shared_server:
+            self.generator.sync_from(accelerator.unwrap_model(trainer.model))
+        if shared_server:
+            accelerator.wait_for_everyone()
+        self.synced_step = step
+        self.seconds["sync"] += time.time() - start
+        logger.debug("rollout engine weights synced at step %d in %.2f s", step, time.time() - start)
+
+
+def _runs(prompts: list[Any]) -> list[tuple[Any, int]]:
+    """Consecutive equal prompts as ``(prompt, count)``: ``[a, a, b, b, b] -> [(a, 2), (b, 3)]``."""
+    runs: list[tuple[Any, int]] = []
+    for prompt in prompts:
+        if runs and runs[-1][0] == prompt:
+            runs[-1] = (prompt, runs[-1][1] + 1)
+        else:
+            runs.append((prompt, 1))
+    return runs

@@ -97,10 +97,24 @@ def train(recipe_path: str, resume: bool = False) -> dict[str, Any]:
     state.wait_for_everyone()
 
     callbacks = [MetricsJSONLCallback(out / outputs.METRICS)]
+    rollout_engine = None
     if recipe.trainer == "grpo":
         from verirl.rl.grpo import build_grpo_trainer
 
-        trainer = build_grpo_trainer(recipe, model, tokenizer, train_ds, config, callbacks, peft_config)
+        if recipe.generator.backend != "hf":
+            from verirl.generators.backends import build_generator
+
+            logger.info("starting the %s rollout engine for %s ...", recipe.generator.backend, source.path)
+            rollout_engine = build_generator(
+                recipe.generator,
+                model_path=source.path,
+                tokenizer=tokenizer,
+                model_dtype=recipe.model.dtype,
+                seed=config.seed,
+            )
+        trainer = build_grpo_trainer(
+            recipe, model, tokenizer, train_ds, config, callbacks, peft_config, generator=rollout_engine
+        )
     else:
         from verirl.rl.dpo import build_dpo_trainer
 
@@ -125,6 +139,14 @@ def train(recipe_path: str, resume: bool = False) -> dict[str, Any]:
             "seconds": round(train_seconds, 1),
             "train_loss": getattr(train_output, "training_loss", None),
         }
+        if rollout_engine is not None:
+            rollouts = trainer.rollout_func
+            results["train"]["rollouts"] = {
+                "backend": recipe.generator.backend,
+                "engine_start_seconds": round(getattr(rollout_engine, "startup_seconds", 0.0), 1),
+                "generate_seconds": round(rollouts.seconds["generate"], 1),
+                "weight_sync_seconds": round(rollouts.seconds["sync"], 1),
+            }
         publish(recipe, results, trainer.reward_funcs if recipe.trainer == "grpo" else None, start)
     state.wait_for_everyone()
     return results

@@ -1,0 +1,45 @@
+"""One place that turns a recipe's ``generator:`` section into a :class:`~verirl.generators.base.Generator`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from verirl.models import DTYPES
+
+
+def build_generator(
+    spec: Any,
+    *,
+    model_path: str,
+    tokenizer: Any,
+    model: Any = None,
+    model_dtype: str = "float32",
+    seed: int = 0,
+    batch_size: int = 32,
+    autocast_bf16: bool = False,
+) -> Any:
+    """``spec`` is a :class:`verirl.recipes.GeneratorSpec`. ``model`` (the loaded torch model) is needed by ``hf``;
+    the vLLM backends load ``model_path`` themselves (``vllm``) or talk to a server that already has it."""
+    if spec.backend == "hf":
+        from verirl.generators.hf import HFGenerator
+
+        return HFGenerator(model, tokenizer, batch_size=batch_size, autocast_bf16=autocast_bf16)
+    if spec.backend == "vllm":
+        from verirl.generators.vllm import EngineOptions, VLLMGenerator
+
+        options = EngineOptions(
+            dtype=DTYPES[spec.dtype or model_dtype],
+            max_model_len=spec.max_model_len,
+            enable_prefix_caching=spec.enable_prefix_caching,
+            enforce_eager=spec.enforce_eager,
+            gpu_memory_utilization=spec.gpu_memory_utilization,
+            kv_cache_gib=spec.kv_cache_gib,
+            cpu_threads=spec.cpu_threads,
+            seed=seed,
+        )
+        return VLLMGenerator(model_path, tokenizer, options)
+    if spec.backend == "vllm-server":
+        from verirl.generators.vllm_server import VLLMServerGenerator
+
+        return VLLMServerGenerator(spec.url, tokenizer, timeout_s=spec.timeout_s, wait_s=spec.wait_s)
+    raise ValueError(f"generator.backend {spec.backend!r} does not generate text")
