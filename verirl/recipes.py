@@ -26,7 +26,7 @@ from verirl.errors import RecipeError, VerirlError
 from verirl.typecheck import build_dataclass, check_keys, coerce
 
 TRAINERS = ("grpo", "dpo", "evaluator", "flow_grpo")
-GENERATOR_BACKENDS = ("hf", "vllm", "vllm-server", "diffusers")
+GENERATOR_BACKENDS = ("hf", "vllm", "vllm-server", "auto", "diffusers")
 
 
 @dataclass
@@ -69,7 +69,8 @@ class RewardSpec:
 @dataclass
 class GeneratorSpec:
     """``backend``: hf (transformers generate), vllm (an engine in the training process), vllm-server (a
-    ``verirl serve`` process at ``url``), diffusers (flow_grpo). The engine fields apply to vllm; see
+    ``verirl serve`` process at ``url``), auto (vllm where it is installed, else hf; resolved when the recipe is
+    validated), diffusers (flow_grpo). The engine fields apply to vllm (and auto); see
     :class:`verirl.generators.vllm.EngineOptions` for their meaning."""
 
     backend: str | None = None  # hf for the LLM trainers, diffusers for flow_grpo (the default of each)
@@ -276,15 +277,25 @@ def _check_generator(spec: GeneratorSpec, given: dict[str, Any], file: str, trai
     owners = {name: "vllm" for name in ENGINE_FIELDS} | {name: "vllm-server" for name in SERVER_FIELDS}
     defaults = GeneratorSpec()
     for name, owner in owners.items():
-        if name in given and getattr(spec, name) != getattr(defaults, name) and spec.backend != owner:
+        used = spec.backend == owner or (spec.backend == "auto" and owner == "vllm")
+        if name in given and getattr(spec, name) != getattr(defaults, name) and not used:
             raise RecipeError(file, f"generator.{name}", f"only used by backend {owner} (backend is {spec.backend})")
+    if spec.backend == "auto":  # the same recipe runs on machines without vLLM (its engine fields then unused)
+        import importlib.util
+
+        if trainer in ("grpo", "evaluator") and importlib.util.find_spec("vllm") is not None:
+            spec.backend = "vllm"
+        else:
+            for name in ENGINE_FIELDS:
+                setattr(spec, name, getattr(defaults, name))
+            spec.backend = "hf"
     if spec.backend == "vllm-server" and not spec.url:
         raise RecipeError(file, "generator.url", "required for backend vllm-server (e.g. http://127.0.0.1:8000)")
     if spec.url and not spec.url.startswith(("http://", "https://")):
         raise RecipeError(file, "generator.url", f"expected http://HOST:PORT, got {spec.url!r}")
-    if spec.backend in ("vllm", "vllm-server") and trainer not in ("grpo",):
+    if spec.backend in ("vllm", "vllm-server") and trainer not in ("grpo", "evaluator"):
         raise RecipeError(
-            file, "generator.backend", f"{spec.backend} rollouts are used by trainer grpo, not {trainer}"
+            file, "generator.backend", f"{spec.backend} generates for trainers grpo and evaluator, not {trainer}"
         )
     from verirl.models import DTYPES
 

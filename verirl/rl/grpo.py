@@ -46,6 +46,9 @@ def build_grpo_trainer(
 
     kwargs: dict[str, Any] = {}
     if generator is not None:
+        import os
+
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
         kwargs["rollout_func"] = GeneratorRollouts(generator)
     trainer_class = GRPOTrainer
     if recipe.advantage.name == "restrain":

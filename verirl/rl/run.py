@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        # TRL's own vLLM path is not used (verirl's rollout_func is), so its vLLM version range does not apply
+        warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
     try:
         train(args.recipe, resume=args.resume)
     except VerirlError as exc:

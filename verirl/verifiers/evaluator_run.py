@@ -1,7 +1,8 @@
 """``trainer: evaluator`` (``verirl evaluator train RECIPE``): groups of K generations -> FlashEvaluator.
 
-1. sample K candidates per prompt with the recipe's model (HF generator), label them with the recipe's first
-   reward -> ``groups_train.jsonl`` / ``groups_eval.jsonl`` (or reuse them from ``evaluator.groups_from``);
+1. sample K candidates per prompt with the recipe's model through its ``generator`` (hf, vllm or vllm-server),
+   label them with the recipe's first reward -> ``groups_train.jsonl`` / ``groups_eval.jsonl`` (or reuse them
+   from ``evaluator.groups_from``);
 2. train the FlashEvaluator (listwise) and, with ``baseline: true``, the pointwise baseline of the same size;
 3. report selection on the held-out groups: first sample, majority vote, FlashEvaluator, pointwise, oracle.
 """
@@ -55,12 +56,12 @@ def _groups(recipe: Any, out: Path) -> tuple[list[Group], list[Group]]:
 
     from verirl.data import load_data
     from verirl.generators import SamplingParams
-    from verirl.generators.hf import HFGenerator
+    from verirl.generators.backends import build_generator
     from verirl.models import load_model
     from verirl.rewards.base import resolve_reward
     from verirl.rewards.guard import GuardedReward
 
-    model, tokenizer, _ = load_model(
+    model, tokenizer, source = load_model(
         recipe.model.name, recipe.model.dtype, recipe.model.trust_remote_code, recipe.model.revision
     )
     train_ds, eval_ds = load_data(recipe.data)
@@ -70,7 +71,16 @@ def _groups(recipe: Any, out: Path) -> tuple[list[Group], list[Group]]:
         raise VerirlError(f"{recipe.file}: data: trainer evaluator needs held-out data (data.n_eval or eval_split)")
     first = recipe.rewards[0]
     reward = GuardedReward(resolve_reward(first.name, first.args), first.name, first.timeout_s, first.retry_per_sample)
-    generator = HFGenerator(model, tokenizer, batch_size=64, autocast_bf16=not torch.cuda.is_available())
+    generator = build_generator(
+        recipe.generator,
+        model_path=source.path,
+        tokenizer=tokenizer,
+        model=model,
+        model_dtype=recipe.model.dtype,
+        seed=recipe.data.seed,
+        batch_size=64,
+        autocast_bf16=not torch.cuda.is_available(),
+    )
     sampling = SamplingParams(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=recipe.data.seed)
     groups = {}
     for name, ds in (("train", train_ds), ("eval", eval_ds)):

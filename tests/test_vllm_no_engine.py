@@ -1,6 +1,6 @@
-"""The vllm-server client without a vLLM server: nothing listening, a server that hangs, one that fails, one that
-drops the connection -- each is one clear error within its timeout, never a hang. Also the recipe checks of the
-generator section. Runs without vLLM installed."""
+"""vLLM backends without an engine (runs where vLLM is not installed): the vllm-server client against nothing
+listening, a server that hangs, one that fails, one that drops the connection -- each one clear error within its
+timeout, never a hang; the recipe checks of the generator section; the CPU binding of colocated engines."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ BASE = {
         ({"backend": "hf", "kv_cache_gib": 4}, "generator.kv_cache_gib: only used by backend vllm "),
         ({"backend": "vllm-server", "url": "http://x:1", "timeout_s": 0}, "generator.timeout_s: expected a positive"),
         ({"backend": "vllm", "dtype": "int4"}, "generator.dtype: expected one of"),
-        ({"backend": "tgi"}, "generator.backend: expected one of: hf, vllm, vllm-server for trainer grpo"),
+        ({"backend": "tgi"}, "generator.backend: expected one of: hf, vllm, vllm-server, auto for trainer grpo"),
     ],
 )
 def test_generator_section_errors(write_recipe, generator, message):
@@ -208,3 +208,45 @@ def test_vllm_server_recipe_is_valid(write_recipe):
         "http://127.0.0.1:8000",
         60.0,
     )
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_auto_backend_is_vllm_where_installed_else_hf(write_recipe, monkeypatch, installed):
+    import importlib.util
+
+    from verirl.recipes import load_recipe
+
+    real = importlib.util.find_spec
+    fake = object()
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (fake if installed else None) if name == "vllm" else real(name, *a),
+    )
+    path = write_recipe({**BASE, "generator": {"backend": "auto", "dtype": "bfloat16"}})
+    recipe = load_recipe(path, check_files=False)
+    assert (recipe.generator.backend, recipe.generator.dtype) == (("vllm", "bfloat16") if installed else ("hf", None))
+    # the resolved recipe, as written into the run directory, validates again
+    again = write_recipe(recipe.to_yaml(), name="resolved.yaml")
+    assert load_recipe(again, check_files=False).generator.backend == recipe.generator.backend
+
+
+@pytest.mark.parametrize(
+    "world, rank, cores, expected",
+    [(1, 0, 2, "0-1"), (2, 0, 2, "0-0"), (2, 1, 2, "1-1"), (2, 1, 16, "8-15"), (3, 2, 2, "1-1")],
+)
+def test_each_local_process_binds_its_own_cores(monkeypatch, world, rank, cores, expected):
+    from verirl.generators.vllm import default_cpu_threads
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(world))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    assert default_cpu_threads(cores) == expected
+
+
+def test_select_url_only_with_the_server_backend(capsys):
+    from verirl.cli import main
+
+    assert main(["select", "--evaluator", "nowhere", "--model", "m", "--url", "http://x:1", "q"]) == 2
+    assert "--url: give it with --backend vllm-server" in capsys.readouterr().err
+    assert main(["select", "--evaluator", "nowhere", "--model", "m", "--backend", "vllm-server", "q"]) == 2
+    assert "--url: give it with --backend vllm-server" in capsys.readouterr().err
