@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -148,14 +147,10 @@ class VLLMServerGenerator:
                 detail = exc.reason
             raise VerirlError(f"vLLM server {self.url}: {what} failed (HTTP {exc.code}): {detail}") from None
         except TimeoutError:
-            raise VerirlError(
-                f"vLLM server {self.url}: no answer to {what} within {timeout:g} s (generator.timeout_s)"
-            ) from None
+            raise self._timed_out(what, timeout) from None
         except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                raise VerirlError(
-                    f"vLLM server {self.url}: no answer to {what} within {timeout:g} s (generator.timeout_s)"
-                ) from None
+            if isinstance(exc.reason, TimeoutError):
+                raise self._timed_out(what, timeout) from None
             raise VerirlError(
                 f"generator.url: no vLLM server reachable at {self.url} ({exc.reason}); "
                 f"start one with `verirl serve MODEL --port PORT`"
@@ -165,6 +160,10 @@ class VLLMServerGenerator:
                 f"vLLM server {self.url}: connection lost during {what} ({type(exc).__name__}); "
                 "did the server die? see its log"
             ) from None
+
+    def _timed_out(self, what: str, timeout: float) -> VerirlError:
+        knob = " (generator.timeout_s)" if timeout == self.timeout_s else ""
+        return VerirlError(f"vLLM server {self.url}: no answer to {what} within {timeout:g} s{knob}")
 
     def _post_json(self, what: str, path: str, payload: dict[str, Any]) -> dict:
         return self._request(what, path, json.dumps(payload).encode(), self.timeout_s, "application/json")
