@@ -13,6 +13,7 @@ accuracy points. Targets (issue 6): X >= 0.7 and Y >= 0.
 
     python bench/restrain.py            # 60 steps per run, ~45 min on 2 CPU cores
     python bench/restrain.py --quick    # 6 steps per run, 50 eval prompts: a smoke run (~6 min)
+    python bench/restrain.py --restrain-set advantage.kappa=0.25 --restrain-set advantage.delta=0.25
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-restrain"))
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra --set for every run")
     parser.add_argument("--reuse", action="store_true", help="keep runs in --out that already finished")
+    parser.add_argument(
+        "--restrain-set", action="append", default=[], help="extra --set for the RESTRAIN run only (kappa, delta, ...)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +79,7 @@ def main() -> None:
             print(f"reusing {name} from {done}", flush=True)
         else:
             print(f"running {name} ...", flush=True)
-            table[name] = run(name, overrides + extra, out)
+            table[name] = run(name, overrides + extra + (args.restrain_set if name == "restrain" else []), out)
         r = table[name]
         print(
             f"  {name:9s} before {100 * r['before']['accuracy']:5.1f}%  after {100 * r['after']['accuracy']:5.1f}%  "
