@@ -259,7 +259,9 @@ def test_verirl_serve_end_to_end_and_a_server_that_dies(model_dir):
         proc.wait(30)
 
 
-def test_verirl_train_with_vllm_rollouts(model_dir, write_recipe, tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_verirl_train_with_vllm_rollouts(model_dir, write_recipe, tmp_path, processes):
+    """Through accelerate; with 2 processes each holds its own engine, bound to its own core."""
     import json
 
     import torch
@@ -275,11 +277,17 @@ def test_verirl_train_with_vllm_rollouts(model_dir, write_recipe, tmp_path):
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [VERIRL, "train", str(write_recipe(recipe))], capture_output=True, text=True, timeout=600, env=env
+        [VERIRL, "train", str(write_recipe(recipe)), "--num-processes", str(processes)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "starting the vllm rollout engine" in result.stderr
-    rollouts = json.loads((out / "eval_results.json").read_text())["train"]["rollouts"]
+    train = json.loads((out / "eval_results.json").read_text())["train"]
+    rollouts = train["rollouts"]
+    assert train["processes"] == processes
     assert rollouts["backend"] == "vllm" and rollouts["generate_seconds"] > 0
     before, after = load_file(model_dir / "model.safetensors"), load_file(out / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before), "training did not change the weights"
