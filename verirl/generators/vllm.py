@@ -144,7 +144,36 @@ def merged_weights(model: Any) -> Iterator[tuple[str, Any]]:
             yield name, tensor + deltas[name].to(tensor.dtype) if name in deltas else tensor
 
 
-class VLLMGenerator:
+class TokenIdGenerator:
+    """The text side shared by the vLLM backends: render and tokenize prompts, decode completions, sync weights.
+    Subclasses provide ``generate_ids`` (token ids in, ids and log-probs out) and ``load_weights``."""
+
+    tokenizer: Any
+
+    def generate_ids(
+        self, prompt_ids: list[list[int]], n: int = 1, sampling: SamplingParams | None = None
+    ) -> tuple[list[list[list[int]]], list[list[list[float]]]]:
+        raise NotImplementedError
+
+    def load_weights(self, weights: Iterable[tuple[str, Any]]) -> Any:
+        raise NotImplementedError
+
+    def encode(self, prompts: list[Any]) -> list[list[int]]:
+        texts = [prompt_text(self.tokenizer, p) for p in prompts]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def generate(self, prompts: list[Any], n: int = 1, sampling: SamplingParams | None = None) -> Rollouts:
+        prompt_ids = self.encode(prompts)
+        ids, logprobs = self.generate_ids(prompt_ids, n, sampling)
+        texts = [[self.tokenizer.decode(c, skip_special_tokens=True) for c in group] for group in ids]
+        return Rollouts(list(prompts), texts, ids, logprobs, extra={"prompt_ids": prompt_ids})
+
+    def sync_from(self, model: Any) -> None:
+        """Bring the trainer's current weights (LoRA merged in) into the engine."""
+        self.load_weights(merged_weights(model))
+
+
+class VLLMGenerator(TokenIdGenerator):
     """:class:`~verirl.generators.base.Generator` on an in-process ``vllm.LLM``.
 
     ``model`` is what ``from_pretrained`` takes (a local folder or a Hub id); ``tokenizer`` renders chat prompts
@@ -184,10 +213,6 @@ class VLLMGenerator:
         self.startup_seconds = time.time() - start
         self.weights_version = 0
 
-    def encode(self, prompts: list[Any]) -> list[list[int]]:
-        texts = [prompt_text(self.tokenizer, p) for p in prompts]
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-
     def generate_ids(
         self, prompt_ids: list[list[int]], n: int = 1, sampling: SamplingParams | None = None
     ) -> tuple[list[list[list[int]]], list[list[list[float]]]]:
@@ -203,21 +228,11 @@ class VLLMGenerator:
         logprobs = [[sampled_logprobs(c) for c in out.outputs] for out in outputs]
         return ids, logprobs
 
-    def generate(self, prompts: list[Any], n: int = 1, sampling: SamplingParams | None = None) -> Rollouts:
-        prompt_ids = self.encode(prompts)
-        ids, logprobs = self.generate_ids(prompt_ids, n, sampling)
-        texts = [[self.tokenizer.decode(c, skip_special_tokens=True) for c in group] for group in ids]
-        return Rollouts(list(prompts), texts, ids, logprobs, extra={"prompt_ids": prompt_ids})
-
     def load_weights(self, weights: Iterable[tuple[str, Any]]) -> None:
         """Replace the engine's weights in place (all of them or a subset), by reference, no files."""
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(weights))})
         self.llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
         self.weights_version += 1
-
-    def sync_from(self, model: Any) -> None:
-        """Bring the trainer's current weights (LoRA merged in) into the engine."""
-        self.load_weights(merged_weights(model))
 
     def close(self) -> None:
         self.llm = None

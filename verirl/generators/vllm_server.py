@@ -28,8 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from verirl.errors import VerirlError
-from verirl.generators.base import Rollouts, SamplingParams, prompt_text
-from verirl.generators.vllm import EngineOptions, first_line, merged_weights
+from verirl.generators.base import SamplingParams
+from verirl.generators.vllm import EngineOptions, TokenIdGenerator, first_line
 
 # ------------------------------------------------------------------------------------------------ server
 
@@ -110,7 +110,7 @@ def make_server(generator: Any, host: str, port: int) -> ThreadingHTTPServer:
 # ------------------------------------------------------------------------------------------------ client
 
 
-class VLLMServerGenerator:
+class VLLMServerGenerator(TokenIdGenerator):
     """:class:`~verirl.generators.base.Generator` backed by a ``verirl serve`` process at ``url``.
 
     ``timeout_s`` bounds every request (a generation batch, a weight push); ``connect_timeout_s`` bounds the
@@ -187,10 +187,6 @@ class VLLMServerGenerator:
     def weights_version(self) -> int:
         return int(self.health()["weights_version"])
 
-    def encode(self, prompts: list[Any]) -> list[list[int]]:
-        texts = [prompt_text(self.tokenizer, p) for p in prompts]
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-
     def generate_ids(
         self, prompt_ids: list[list[int]], n: int = 1, sampling: SamplingParams | None = None
     ) -> tuple[list[list[list[int]]], list[list[list[float]]]]:
@@ -202,12 +198,6 @@ class VLLMServerGenerator:
         }
         reply = self._post_json(f"generate ({len(prompt_ids)} prompts x {n})", "/generate", payload)
         return reply["completion_ids"], reply["logprobs"]
-
-    def generate(self, prompts: list[Any], n: int = 1, sampling: SamplingParams | None = None) -> Rollouts:
-        prompt_ids = self.encode(prompts)
-        ids, logprobs = self.generate_ids(prompt_ids, n, sampling)
-        texts = [[self.tokenizer.decode(c, skip_special_tokens=True) for c in group] for group in ids]
-        return Rollouts(list(prompts), texts, ids, logprobs, extra={"prompt_ids": prompt_ids})
 
     def load_weights(self, weights: Iterable[tuple[str, Any]]) -> dict:
         """Send tensors (all or a subset) to the server, which loads them in place."""
@@ -221,9 +211,6 @@ class VLLMServerGenerator:
             self.timeout_s,
             "application/octet-stream",
         )
-
-    def sync_from(self, model: Any) -> None:
-        self.load_weights(merged_weights(model))
 
     def close(self) -> None:
         pass
