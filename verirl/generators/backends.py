@@ -26,18 +26,11 @@ def build_generator(
         return HFGenerator(model, tokenizer, batch_size=batch_size, autocast_bf16=autocast_bf16)
     if spec.backend == "vllm":
         from verirl.generators.vllm import EngineOptions, VLLMGenerator
+        from verirl.recipes import ENGINE_FIELDS
 
-        options = EngineOptions(
-            dtype=DTYPES[spec.dtype or model_dtype],
-            max_model_len=spec.max_model_len,
-            enable_prefix_caching=spec.enable_prefix_caching,
-            enforce_eager=spec.enforce_eager,
-            gpu_memory_utilization=spec.gpu_memory_utilization,
-            kv_cache_gib=spec.kv_cache_gib,
-            cpu_threads=spec.cpu_threads,
-            seed=seed,
-        )
-        return VLLMGenerator(model_path, tokenizer, options)
+        fields = {name: getattr(spec, name) for name in ENGINE_FIELDS}
+        fields["dtype"] = DTYPES[spec.dtype or model_dtype]  # the engine follows the model unless told otherwise
+        return VLLMGenerator(model_path, tokenizer, EngineOptions(**fields, seed=seed))
     if spec.backend == "vllm-server":
         from verirl.generators.vllm_server import VLLMServerGenerator
 

@@ -13,10 +13,10 @@ Design choices, and why:
   repacks linear weights); ``reload_weights`` re-runs the whole load-and-process path and works on CPU and GPU.
   For that the engine must live in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), set here before vLLM is
   imported.
-- **LoRA: merged weights.** A peft model is merged, its base-named weights are synced, and it is unmerged again;
-  the engine never sees an adapter. One path for CPU and GPU and for any rank, at the cost of a full sync (about
-  0.3 s for 135M parameters on a CPU), instead of vLLM's LoRA serving (adapter sync, rank limits, not on every
-  CPU build).
+- **LoRA: merged weights.** Each LoRA layer's weight is sent as ``W + delta``, computed out of place (the trainer's
+  weights are never modified); the engine never sees an adapter. One path for CPU and GPU and for any rank, at the
+  cost of a full sync (about 0.3 s for 135M parameters on a CPU), instead of vLLM's LoRA serving (adapter sync,
+  rank limits, not on every CPU build).
 - **``enforce_eager`` by default**: on a CPU, compiling costs 80-150 s of start-up for a few percent of throughput.
 - **No chunked prefill on a CPU**: a seeded request whose prefill is split crashes vLLM 0.32's CPU runner ("CPU
   Generator does not use offset"); unsplit prefills cost nothing measurable at rollout sizes.
@@ -86,6 +86,13 @@ def vllm_plugins() -> list[str]:
     )
 
 
+def vllm_installed() -> bool:
+    """Whether vLLM can be imported, without importing it (a recipe check must stay cheap)."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
 def import_vllm(field: str = "generator.backend") -> Any:
     try:
         import vllm
@@ -149,6 +156,7 @@ class TokenIdGenerator:
     Subclasses provide ``generate_ids`` (token ids in, ids and log-probs out) and ``load_weights``."""
 
     tokenizer: Any
+    shared = False  # True: one engine serves every training process (only the main process pushes weights)
 
     def generate_ids(
         self, prompt_ids: list[list[int]], n: int = 1, sampling: SamplingParams | None = None

@@ -117,6 +117,8 @@ class VLLMServerGenerator(TokenIdGenerator):
     health check. ``wait_s`` > 0 waits that long for a server that is still starting.
     """
 
+    shared = True
+
     def __init__(
         self,
         url: str,

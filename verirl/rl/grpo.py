@@ -100,19 +100,19 @@ class GeneratorRollouts:
         runs = _runs(prompts)
         prompt_ids = self.generator.encode([prompt for prompt, _ in runs])
         start = time.time()
-        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": []}
-        for n in sorted({n for _, n in runs}):
+        groups: list[tuple[list, list]] = [([], [])] * len(runs)  # (ids, logprobs) per run, filled below
+        for n in {n for _, n in runs}:  # one request per group size (usually one: num_generations)
             chosen = [i for i, (_, count) in enumerate(runs) if count == n]
             ids, logprobs = self.generator.generate_ids([prompt_ids[i] for i in chosen], n, sampling)
-            for i, group_ids, group_lps in zip(chosen, ids, logprobs, strict=True):
-                for completion, lps in zip(group_ids, group_lps, strict=True):
-                    out["prompt_ids"].append((i, prompt_ids[i]))
-                    out["completion_ids"].append((i, completion))
-                    out["logprobs"].append((i, lps))
+            for i, group in zip(chosen, zip(ids, logprobs, strict=True), strict=True):
+                groups[i] = group
         self.seconds["generate"] += time.time() - start
-        for key in out:  # back into TRL's order: the runs in order, each run's samples together
-            out[key] = [value for _, value in sorted(out[key], key=lambda item: item[0])]
-        return out
+        # TRL's order: the runs in order, each run's samples together
+        return {
+            "prompt_ids": [prompt_ids[i] for i, (ids, _) in enumerate(groups) for _ in ids],
+            "completion_ids": [c for ids, _ in groups for c in ids],
+            "logprobs": [lp for _, lps in groups for lp in lps],
+        }
 
     def _sync(self, trainer: Any) -> None:
         step = trainer.state.global_step
@@ -120,10 +120,9 @@ class GeneratorRollouts:
             return
         start = time.time()
         accelerator = trainer.accelerator
-        shared_server = hasattr(self.generator, "url")
-        if accelerator.is_main_process or not shared_server:
+        if accelerator.is_main_process or not self.generator.shared:
             self.generator.sync_from(accelerator.unwrap_model(trainer.model))
-        if shared_server:
+        if self.generator.shared:
             accelerator.wait_for_everyone()
         self.synced_step = step
         self.seconds["sync"] += time.time() - start
