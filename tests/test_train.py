@@ -125,6 +125,22 @@ def test_two_cpu_processes_train_with_gloo(tiny_model_dir, tmp_path):
     assert len(records) == 2  # logged once (rank 0), not once per rank
 
 
+def test_worker_leaves_the_process_group_even_when_the_run_fails(tmp_path, capsys):
+    """Left to interpreter teardown, a gloo group can abort a finished rank (exit -6); the worker destroys it."""
+    import torch.distributed as dist
+
+    from verirl.rl.run import main as worker_main
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert worker_main(["--recipe", str(tmp_path / "missing.yaml")]) == 2
+        assert "missing.yaml" in capsys.readouterr().err
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_launch_arguments():
     from verirl.launch import launch_argv
 
