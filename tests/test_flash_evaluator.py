@@ -85,6 +85,20 @@ def test_dedup_gives_the_same_scores_and_keeps_vote_counts():
     assert scores[0] == pytest.approx(scores[2], abs=1e-6) and scores[1] == pytest.approx(scores[5], abs=1e-6)
 
 
+@pytest.mark.parametrize("cross", [True, False])
+def test_packed_scoring_matches_the_padded_batch_forward(cross):
+    """score_group packs the candidates' tokens (no padding); training's forward pads them: same scores."""
+    from verirl.verifiers.flash_evaluator import _batch
+
+    model = _model(cross_candidate=cross)
+    candidates = ["4", "the answer is 17", "", "x" * 100, "4", "five"]
+    group = Group(context=[{"role": "user", "content": "What is 2+2?"}], candidates=candidates, rewards=[0.0] * 6)
+    ctx_ids, ctx_mask, ids, mask, present, _, features = _batch(model, [group])
+    with torch.no_grad():
+        padded = model(ctx_ids, ctx_mask, ids, mask, present, features)[0]
+    assert model.score_group(group.context, candidates) == pytest.approx(padded.tolist(), abs=1e-5)
+
+
 def test_scores_are_permutation_equivariant():
     model = _model()
     candidates = ["a", "bb", "ccc", "dddd"]
