@@ -85,6 +85,9 @@ def main() -> None:
     parser.add_argument("--timing-prompts", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=INT", help="evaluator size, e.g. --set candidate_layers=1"
+    )
     args = parser.parse_args()
 
     import torch
@@ -121,6 +124,12 @@ def main() -> None:
         max_context_tokens=96,
         max_candidate_tokens=48,
     )
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in config or not value.isdigit():
+            raise SystemExit(f"--set {item}: expected KEY=INT with KEY one of {sorted(config)}")
+        config[key] = int(value)
+    print(f"evaluator: {config}")
     models = {}
     for name, cross in (("flash", True), ("pointwise", False)):
         model = FlashEvaluator(FlashEvaluatorConfig(**config, cross_candidate=cross))
