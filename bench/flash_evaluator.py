@@ -77,6 +77,34 @@ def throughput(model, groups, k: int, repeats: int = 3) -> float:
     return len(groups) * k / best
 
 
+def accuracy_over_seeds(config: dict, train_groups, eval_groups, epochs: int, seeds: list[int]) -> None:
+    """Decisive selection accuracy of both evaluators per seed (init and training), and the means."""
+    import torch
+
+    from verirl.verifiers.flash_evaluator import (
+        FlashEvaluator,
+        FlashEvaluatorConfig,
+        TrainConfig,
+        selection_accuracy,
+        train_evaluator,
+    )
+
+    results: dict[str, list[float]] = {"flash": [], "pointwise": []}
+    for seed in seeds:
+        for name, cross in (("flash", True), ("pointwise", False)):
+            torch.manual_seed(seed)
+            model = FlashEvaluator(FlashEvaluatorConfig(**config, cross_candidate=cross))
+            train_evaluator(model, train_groups, None, TrainConfig(epochs=epochs, seed=seed), log=None)
+            results[name].append(selection_accuracy(model, eval_groups)["decisive_accuracy"])
+        print(f"seed {seed}: flash {results['flash'][-1]:.3f} pointwise {results['pointwise'][-1]:.3f}", flush=True)
+    wins = sum(f >= p for f, p in zip(results["flash"], results["pointwise"], strict=True))
+    mean = {name: sum(v) / len(v) for name, v in results.items()}
+    print(
+        f"mean over {len(seeds)} seeds: flash_acc={mean['flash']:.3f} pointwise_acc={mean['pointwise']:.3f}; "
+        f"flash >= pointwise in {wins} of {len(seeds)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="model-free synthetic groups; a few minutes")
@@ -87,6 +115,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=INT", help="evaluator size, e.g. --set candidate_layers=1"
+    )
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="accuracy only, over these seeds (e.g. 0,1,2,3,4): model init and training seeded, no timing",
     )
     args = parser.parse_args()
 
@@ -104,12 +137,12 @@ def main() -> None:
     start = time.time()
     if args.quick:
         train_groups, eval_groups = synthetic_groups(1200, 8, args.seed, n_eval=200)
-        timing = synthetic_groups(args.timing_prompts, max(KS), args.seed + 2)
+        timing = [] if args.seeds else synthetic_groups(args.timing_prompts, max(KS), args.seed + 2)
         epochs, source = args.epochs or 10, "synthetic (NoisyArithmeticGenerator)"
     elif args.groups_from:
         src = Path(args.groups_from)
         train_groups, eval_groups = load_groups(src / "groups_train.jsonl"), load_groups(src / "groups_eval.jsonl")
-        timing = timing_groups_from_model(args.model, args.timing_prompts, args.seed)
+        timing = [] if args.seeds else timing_groups_from_model(args.model, args.timing_prompts, args.seed)
         epochs, source = args.epochs or 30, f"{src} ({args.model} samples)"
     else:
         raise SystemExit("pass --groups-from DIR (a `verirl evaluator train` run) or --quick")
@@ -118,8 +151,8 @@ def main() -> None:
     config = dict(
         d_model=64,
         heads=4,
-        context_layers=2,
-        candidate_layers=2,
+        context_layers=3,
+        candidate_layers=1,
         cross_layers=2,
         max_context_tokens=96,
         max_candidate_tokens=48,
@@ -130,6 +163,8 @@ def main() -> None:
             raise SystemExit(f"--set {item}: expected KEY=INT with KEY one of {sorted(config)}")
         config[key] = int(value)
     print(f"evaluator: {config}")
+    if args.seeds:
+        return accuracy_over_seeds(config, train_groups, eval_groups, epochs, [int(s) for s in args.seeds.split(",")])
     models = {}
     for name, cross in (("flash", True), ("pointwise", False)):
         model = FlashEvaluator(FlashEvaluatorConfig(**config, cross_candidate=cross))
