@@ -15,9 +15,9 @@ Our design (the architecture details are not published):
   must cost far less than generating the candidates; a 135M LM's forward pass costs about as much as generation
   itself on a CPU, while a ~1M-parameter encoder scores a group of 16 in milliseconds and trains on a CPU in
   minutes. Byte-level input needs no tokenizer and reads numbers digit by digit. Sizes are configurable; the
-  default puts depth where it is shared (3 context layers, 1 candidate layer): at the same size as 2+2 it selected
-  as well (within noise on SmolLM2 groups, better on synthetic ones) and scores a group of 16 about 1.2x faster
-  (docs/benchmarks.md).
+  default puts depth where it is shared (3 context layers, 1 candidate layer): at about the size of 2+2 it
+  selects about as well (1-2 points lower on average over seeds, within run-to-run noise) and scores a group of
+  16 about 1.2x faster (docs/benchmarks.md).
 * **Context encoded once**: a transformer encoder over the (chat-flattened) prompt.
 * **Candidates encoded jointly**: all K candidates go through one batched pass of decoder layers (self-attention
   within a candidate, cross-attention to the shared context encoding); identical candidates are encoded once and
