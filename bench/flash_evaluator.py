@@ -77,24 +77,26 @@ def throughput(model, groups, k: int, repeats: int = 3) -> float:
     return len(groups) * k / best
 
 
-def accuracy_over_seeds(config: dict, train_groups, eval_groups, epochs: int, seeds: list[int]) -> None:
-    """Decisive selection accuracy of both evaluators per seed (init and training), and the means."""
+def trained(config: dict, cross: bool, train_groups, epochs: int, seed: int, init_seed: int | None = None):
+    """One evaluator (joint or pointwise) trained on ``train_groups``: (model, training history)."""
     import torch
 
-    from verirl.verifiers.flash_evaluator import (
-        FlashEvaluator,
-        FlashEvaluatorConfig,
-        TrainConfig,
-        selection_accuracy,
-        train_evaluator,
-    )
+    from verirl.verifiers.flash_evaluator import FlashEvaluator, FlashEvaluatorConfig, TrainConfig, train_evaluator
+
+    if init_seed is not None:
+        torch.manual_seed(init_seed)
+    model = FlashEvaluator(FlashEvaluatorConfig(**config, cross_candidate=cross))
+    return model, train_evaluator(model, train_groups, None, TrainConfig(epochs=epochs, seed=seed), log=None)
+
+
+def accuracy_over_seeds(config: dict, train_groups, eval_groups, epochs: int, seeds: list[int]) -> None:
+    """Decisive selection accuracy of both evaluators per seed (init and training), and the means."""
+    from verirl.verifiers.flash_evaluator import selection_accuracy
 
     results: dict[str, list[float]] = {"flash": [], "pointwise": []}
     for seed in seeds:
         for name, cross in (("flash", True), ("pointwise", False)):
-            torch.manual_seed(seed)
-            model = FlashEvaluator(FlashEvaluatorConfig(**config, cross_candidate=cross))
-            train_evaluator(model, train_groups, None, TrainConfig(epochs=epochs, seed=seed), log=None)
+            model, _ = trained(config, cross, train_groups, epochs, seed, init_seed=seed)
             results[name].append(selection_accuracy(model, eval_groups)["decisive_accuracy"])
         print(f"seed {seed}: flash {results['flash'][-1]:.3f} pointwise {results['pointwise'][-1]:.3f}", flush=True)
     wins = sum(f >= p for f, p in zip(results["flash"], results["pointwise"], strict=True))
@@ -128,9 +130,7 @@ def main() -> None:
     from verirl.verifiers.flash_evaluator import (
         FlashEvaluator,
         FlashEvaluatorConfig,
-        TrainConfig,
         selection_accuracy,
-        train_evaluator,
     )
     from verirl.verifiers.groups import load_groups
 
@@ -167,10 +167,7 @@ def main() -> None:
         return accuracy_over_seeds(config, train_groups, eval_groups, epochs, [int(s) for s in args.seeds.split(",")])
     models = {}
     for name, cross in (("flash", True), ("pointwise", False)):
-        model = FlashEvaluator(FlashEvaluatorConfig(**config, cross_candidate=cross))
-        history = train_evaluator(
-            model, train_groups, eval_groups, TrainConfig(epochs=epochs, seed=args.seed), log=None
-        )
+        model, history = trained(config, cross, train_groups, epochs, args.seed)
         models[name] = model
         acc = selection_accuracy(model, eval_groups)
         print(

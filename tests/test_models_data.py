@@ -29,6 +29,9 @@ def test_load_local_dir_through_from_pretrained(tiny_model_dir):
     assert source.kind == "local"
     assert model.config.num_hidden_layers == 2
     assert tokenizer.pad_token is not None and tokenizer.chat_template
+    # for a vLLM engine or server, which hold their own weights: the tokenizer only
+    model, tokenizer, source = models.load_model(str(tiny_model_dir), weights=False)
+    assert model is None and source.kind == "local" and tokenizer.pad_token is not None
 
 
 def test_hub_id_goes_through_from_pretrained_and_fails_cleanly_offline():

@@ -456,18 +456,14 @@ def cmd_select(args: argparse.Namespace) -> int:
     import torch
 
     from verirl.generators.backends import build_generator
-    from verirl.models import load_model, load_tokenizer, resolve_model
+    from verirl.models import load_model
     from verirl.recipes import GeneratorSpec
 
     if args.backend == "vllm":
         from verirl.generators.vllm import import_vllm
 
         import_vllm("--backend")
-    if args.backend == "hf":
-        model, tokenizer, source = load_model(args.model)
-    else:  # the engine or the server holds the weights; only the tokenizer is needed here
-        model, source = None, resolve_model(args.model)
-        tokenizer = load_tokenizer(source.path)
+    model, tokenizer, source = load_model(args.model, weights=args.backend == "hf")
     generator = build_generator(
         GeneratorSpec(backend=args.backend, url=args.url),
         model_path=source.path,

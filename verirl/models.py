@@ -191,16 +191,20 @@ def load_model(
     dtype: str = "float32",
     trust_remote_code: bool = False,
     revision: str | None = None,
+    weights: bool = True,
 ) -> tuple[Any, Any, ModelSource]:
-    """Load ``(model, tokenizer, source)`` for causal-LM training or generation."""
+    """Load ``(model, tokenizer, source)`` for causal-LM training or generation. ``weights=False``: the model is
+    None (a vLLM engine or server holds the weights; only the tokenizer is needed here)."""
     from transformers import AutoModelForCausalLM
 
     source = resolve_model(spec)
+    model = None
     try:
         tokenizer = load_tokenizer(source.path, trust_remote_code, revision)
-        model = AutoModelForCausalLM.from_pretrained(
-            source.path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, revision=revision
-        )
+        if weights:
+            model = AutoModelForCausalLM.from_pretrained(
+                source.path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, revision=revision
+            )
     except OSError as exc:
         where = (
             "the Hub (no network? set HF_ENDPOINT, or use a local directory)" if source.kind == "hub" else source.path

@@ -7,6 +7,7 @@ logging and checkpointing behave exactly as documented upstream.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -46,8 +47,6 @@ def build_grpo_trainer(
 
     kwargs: dict[str, Any] = {}
     if generator is not None:
-        import os
-
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
         kwargs["rollout_func"] = GeneratorRollouts(generator)
     trainer_class = GRPOTrainer

@@ -61,8 +61,12 @@ def _groups(recipe: Any, out: Path) -> tuple[list[Group], list[Group]]:
     from verirl.rewards.base import resolve_reward
     from verirl.rewards.guard import GuardedReward
 
-    model, tokenizer, source = load_model(
-        recipe.model.name, recipe.model.dtype, recipe.model.trust_remote_code, recipe.model.revision
+    model, tokenizer, source = load_model(  # vLLM backends hold their own weights
+        recipe.model.name,
+        recipe.model.dtype,
+        recipe.model.trust_remote_code,
+        recipe.model.revision,
+        weights=recipe.generator.backend == "hf",
     )
     train_ds, eval_ds = load_data(recipe.data)
     if eval_ds is None:

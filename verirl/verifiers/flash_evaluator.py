@@ -122,7 +122,7 @@ class Packing:
         self.positions = torch.arange(len(self.ids), device=device) - starts
         self.index = row * self.width + self.positions  # flat position in the (n * width) padded layout
         padded = bool((lengths < self.width).any())
-        self.mask = (self.pad(torch.ones(len(self.ids), 1, device=device))[..., 0] > 0) if padded else None
+        self.mask = torch.arange(self.width, device=device) < lengths[:, None] if padded else None  # (n, width)
 
     def pad(self, x: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
         """(T, f) packed -> (n, width, f) padded with ``fill``."""
@@ -330,7 +330,8 @@ class FlashEvaluator(nn.Module):
         memory = self.encode_context(ctx_ids, ctx_mask)
         texts = ["" if c is None else str(c) for c in candidates]
         unique = list(dict.fromkeys(texts)) if self.config.dedup else texts
-        index = [unique.index(t) for t in texts] if self.config.dedup else list(range(len(texts)))
+        position = {t: i for i, t in enumerate(unique)}
+        index = [position[t] for t in texts] if self.config.dedup else list(range(len(texts)))
         rows = [encode_bytes(t, self.config.max_candidate_tokens) for t in unique]
         if len({len(r) for r in rows}) > 1:  # mixed lengths: pack the tokens rather than pad them
             pooled = self.encode_candidates_packed(Packing(rows, device), memory)
