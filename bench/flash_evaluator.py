@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
 
 KS = (4, 8, 16, 32, 64)
@@ -116,7 +117,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=INT", help="evaluator size, e.g. --set candidate_layers=1"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an evaluator setting, e.g. --set candidate_layers=1 or --set agreement=last_number",
     )
     parser.add_argument(
         "--seeds",
@@ -143,7 +148,7 @@ def main() -> None:
         src = Path(args.groups_from)
         train_groups, eval_groups = load_groups(src / "groups_train.jsonl"), load_groups(src / "groups_eval.jsonl")
         timing = [] if args.seeds else timing_groups_from_model(args.model, args.timing_prompts, args.seed)
-        epochs, source = args.epochs or 30, f"{src} ({args.model} samples)"
+        epochs, source = args.epochs or 12, f"{src} ({args.model} samples)"
     else:
         raise SystemExit("pass --groups-from DIR (a `verirl evaluator train` run) or --quick")
     print(f"groups: {len(train_groups)} train, {len(eval_groups)} held-out, {len(timing)} timing; from {source}")
@@ -157,11 +162,13 @@ def main() -> None:
         max_context_tokens=96,
         max_candidate_tokens=48,
     )
+    settable = {f.name for f in fields(FlashEvaluatorConfig)} - {"cross_candidate"}
     for item in args.set:
         key, _, value = item.partition("=")
-        if key not in config or not value.isdigit():
-            raise SystemExit(f"--set {item}: expected KEY=INT with KEY one of {sorted(config)}")
-        config[key] = int(value)
+        if key not in settable or not value:
+            raise SystemExit(f"--set {item}: expected KEY=VALUE with KEY one of {sorted(settable)}")
+        words = {"none": None, "true": True, "false": False}
+        config[key] = int(value) if value.isdigit() else words.get(value.lower(), value)
     print(f"evaluator: {config}")
     if args.seeds:
         return accuracy_over_seeds(config, train_groups, eval_groups, epochs, [int(s) for s in args.seeds.split(",")])

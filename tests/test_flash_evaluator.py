@@ -16,6 +16,7 @@ from verirl.verifiers.flash_evaluator import (
     encode_bytes,
     listwise_loss,
     pairwise_loss,
+    pairwise_ranking,
     pick_metrics,
     pointwise_loss,
     selection_accuracy,
@@ -156,6 +157,17 @@ def test_pick_metrics():
     assert metrics["accuracy"] == pytest.approx(2 / 3)  # group b: any pick is "the best"
     assert metrics["decisive_accuracy"] == 0.5 and metrics["decisive_groups"] == 2
     assert metrics["mean_reward"] == pytest.approx(1 / 3)
+
+
+def test_pairwise_ranking_counts_every_pair_with_different_rewards():
+    groups = [
+        Group("a", ["x", "y", "z"], [1.0, 0.0, 0.0]),  # pairs (x,y) (x,z): one right, one tied -> 1.5 / 2
+        Group("b", ["x", "y"], [0.5, 0.5]),  # no pair with different rewards: left out
+        Group("c", ["x", "y", "z"], [0.0, 0.5, 1.0]),  # 3 pairs, ordered backwards -> 0 / 3
+    ]
+    scores = [[2.0, 1.0, 2.0], [0.0, 1.0], [3.0, 2.0, 1.0]]
+    assert pairwise_ranking(groups, scores) == pytest.approx((0.75 + 0.0) / 2)
+    assert pairwise_ranking(groups[1:2], scores[1:2]) == 0.0
 
 
 def _word_groups(n, seed):
@@ -305,6 +317,7 @@ def test_evaluator_recipe_cli_and_select(tmp_path, capsys):
         ({"model": {"d_model": 30, "heads": 4}}, "evaluator.model.heads", "must divide"),
         ({"model": {"layers": 2}}, "evaluator.model.layers", "unknown key"),
         ({"train": {"epochs": "many"}}, "evaluator.train.epochs", "expected int"),
+        ({"train": {"select_by": "loss"}}, "evaluator.train.select_by", "expected one of ['pairwise', 'top1']"),
         ({"extractor": "nope"}, "evaluator.extractor", "unknown extractor"),
         ({"groups_from": "/no/such/dir"}, "evaluator.groups_from", "not a directory"),
     ],

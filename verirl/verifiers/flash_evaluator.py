@@ -31,9 +31,12 @@ Our design (the architecture details are not published):
 * **One score per candidate** from a linear head; ``select`` is the argmax.
 * **Training**: listwise softmax cross-entropy against ``softmax(reward / temperature)`` over the group (ties share
   the target; groups whose rewards are all equal carry no listwise signal and are left out of it), plus, by
-  default, the per-candidate loss of the pointwise baseline on every group (``pointwise_weight``: all-wrong groups
-  still teach what a wrong answer looks like), optionally plus a pairwise logistic loss. The epoch that selects best
-  on a validation split of the training groups is kept (small group sets overfit within a few epochs).
+  default, the per-candidate loss of the pointwise baseline on every group at weight 0.3 (``pointwise_weight``:
+  all-wrong groups still teach what a wrong answer looks like; at 1.0 it outweighed the comparison), optionally plus a pairwise logistic loss. The epoch that ranks best
+  on a validation split of the training groups is kept (small group sets overfit within a few epochs). "Best" is the
+  share of candidate pairs ordered like their rewards (``select_by: pairwise``), not top-1 accuracy: a 10 % split
+  holds only a few dozen groups where the choice matters, and top-1 on those moved by ±3 points from epoch to epoch
+  and kept early, worse epochs (docs/benchmarks.md).
 * **Pointwise baseline** (``cross_candidate=False``): the same modules and parameter count, but every candidate is
   scored alone (its own forward pass, context re-encoded, the set stage sees a set of one) and trained with
   per-candidate binary cross-entropy (or MSE for non-binary rewards) — an independent evaluator.
@@ -62,6 +65,7 @@ AGREEMENT_FEATURES = 3
 VOCAB = 256 + OFFSET
 CONFIG_FILE = "evaluator_config.json"
 WEIGHTS_FILE = "model.safetensors"
+SELECT_BY = ("pairwise", "top1")  # validation figures that can pick the epoch to keep
 
 
 @dataclass
@@ -408,8 +412,9 @@ class TrainConfig:
     batch_groups: int = 32
     temperature: float = 0.1  # listwise target softmax(reward / temperature)
     pairwise_weight: float = 0.0  # add a pairwise logistic loss with this weight
-    pointwise_weight: float = 1.0  # joint model: add per-candidate BCE/MSE on every group (also all-equal ones)
+    pointwise_weight: float = 0.3  # joint model: add per-candidate BCE/MSE on every group (also all-equal ones)
     validation_fraction: float = 0.1  # training groups held out to keep the best epoch (0: keep the last epoch)
+    select_by: str = "pairwise"  # the validation figure that picks the epoch: "pairwise" or "top1" (decisive accuracy)
     seed: int = 0
     log_every: int = 1  # epochs
 
@@ -493,9 +498,28 @@ def pick_metrics(groups: list[Any], picks: list[int | None]) -> dict[str, float]
     }
 
 
+def pairwise_ranking(groups: list[Any], scores: list[list[float]]) -> float:
+    """Share of the candidate pairs with different rewards that the scores order like the rewards (ties count half),
+    averaged over the groups that have such pairs: a ranking figure with far less sampling noise than top-1 on a
+    few dozen groups (every pair counts, not only the winner)."""
+    shares = []
+    for g, s in zip(groups, scores, strict=True):
+        right = total = 0.0
+        for i, (ri, si) in enumerate(zip(g.rewards, s, strict=True)):
+            for rj, sj in zip(g.rewards[i + 1 :], s[i + 1 :], strict=True):
+                if ri != rj:
+                    total += 1
+                    right += 0.5 if si == sj else float((si > sj) == (ri > rj))
+        if total:
+            shares.append(right / total)
+    return sum(shares) / len(shares) if shares else 0.0
+
+
 def selection_accuracy(model: FlashEvaluator, groups: list[Any]) -> dict[str, float]:
-    """:func:`pick_metrics` of the model's own picks."""
-    return pick_metrics(groups, [model.select(g.context, g.candidates) for g in groups])
+    """:func:`pick_metrics` of the model's own picks, and its :func:`pairwise_ranking`."""
+    scores = [model.score_group(g.context, g.candidates) for g in groups]
+    picks = [max(range(len(s)), key=s.__getitem__) if s else None for s in scores]
+    return {**pick_metrics(groups, picks), "pairwise": pairwise_ranking(groups, scores)}
 
 
 def train_evaluator(
@@ -508,6 +532,8 @@ def train_evaluator(
     """Train listwise (joint model) or pointwise (baseline) and keep the epoch that selects best on a validation
     split of the training groups (``eval_groups`` are only reported). Returns the training history."""
     config = config or TrainConfig()
+    if config.select_by not in SELECT_BY:
+        raise ValueError(f"select_by: expected one of {list(SELECT_BY)}, got {config.select_by!r}")
     torch.manual_seed(config.seed)
     pointwise = not model.config.cross_candidate
     use_all = pointwise or config.pointwise_weight > 0  # the per-candidate loss learns from every group
@@ -550,7 +576,10 @@ def train_evaluator(
         record: dict[str, Any] = {"epoch": epoch, "loss": total / len(groups), "seconds": time.monotonic() - start}
         if validation:
             metrics = selection_accuracy(model, validation)
-            score = metrics["decisive_accuracy"] if metrics["decisive_groups"] else metrics["accuracy"]
+            if config.select_by == "pairwise" and metrics["decisive_groups"]:
+                score = metrics["pairwise"]
+            else:
+                score = metrics["decisive_accuracy"] if metrics["decisive_groups"] else metrics["accuracy"]
             record["validation"] = score
             if score > best[0]:
                 best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
