@@ -170,6 +170,12 @@ def test_pairwise_ranking_counts_every_pair_with_different_rewards():
     assert pairwise_ranking(groups[1:2], scores[1:2]) == 0.0
 
 
+def test_train_evaluator_rejects_an_unknown_epoch_selection_figure():
+    groups = [Group("a", ["x", "y"], [1.0, 0.0])]
+    with pytest.raises(ValueError, match="select_by: expected one of"):
+        train_evaluator(_model(), groups, config=TrainConfig(select_by="loss"))
+
+
 def _word_groups(n, seed):
     import random
 

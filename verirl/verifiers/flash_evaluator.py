@@ -502,8 +502,8 @@ def pick_metrics(groups: list[Any], picks: list[int | None]) -> dict[str, float]
 
 def pairwise_ranking(groups: list[Any], scores: list[list[float]]) -> float:
     """Share of the candidate pairs with different rewards that the scores order like the rewards (ties count half),
-    averaged over the groups that have such pairs: a ranking figure with far less sampling noise than top-1 on a
-    few dozen groups (every pair counts, not only the winner)."""
+    averaged over the groups that have such pairs (0.0 when none has): a ranking figure with far less sampling noise
+    than top-1 on a few dozen groups (every pair counts, not only the winner)."""
     shares = []
     for g, s in zip(groups, scores, strict=True):
         right = total = 0.0
