@@ -163,11 +163,11 @@ def main() -> None:
         max_candidate_tokens=48,
     )
     settable = {f.name for f in fields(FlashEvaluatorConfig)} - {"cross_candidate"}
+    words = {"none": None, "true": True, "false": False}
     for item in args.set:
         key, _, value = item.partition("=")
         if key not in settable or not value:
             raise SystemExit(f"--set {item}: expected KEY=VALUE with KEY one of {sorted(settable)}")
-        words = {"none": None, "true": True, "false": False}
         config[key] = int(value) if value.isdigit() else words.get(value.lower(), value)
     print(f"evaluator: {config}")
     if args.seeds:

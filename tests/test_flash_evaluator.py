@@ -323,7 +323,7 @@ def test_evaluator_recipe_cli_and_select(tmp_path, capsys):
         ({"model": {"d_model": 30, "heads": 4}}, "evaluator.model.heads", "must divide"),
         ({"model": {"layers": 2}}, "evaluator.model.layers", "unknown key"),
         ({"train": {"epochs": "many"}}, "evaluator.train.epochs", "expected int"),
-        ({"train": {"select_by": "loss"}}, "evaluator.train.select_by", "expected one of ['pairwise', 'top1']"),
+        ({"train": {"select_by": "loss"}}, "evaluator.train.select_by", "expected one of: pairwise, top1, got 'loss'"),
         ({"extractor": "nope"}, "evaluator.extractor", "unknown extractor"),
         ({"groups_from": "/no/such/dir"}, "evaluator.groups_from", "not a directory"),
     ],

@@ -396,16 +396,12 @@ def _evaluator_spec(value: Any, file: str) -> EvaluatorSpec:
             raise RecipeError(file, f"evaluator.{key}", f"expected a positive integer, got {getattr(spec, key)}")
     if spec.temperature < 0:
         raise RecipeError(file, "evaluator.temperature", f"expected >= 0, got {spec.temperature}")
-    from verirl.verifiers.flash_evaluator import SELECT_BY, FlashEvaluatorConfig, TrainConfig
+    from verirl.verifiers.flash_evaluator import FlashEvaluatorConfig, TrainConfig
 
     spec.model = dataclasses.asdict(build_dataclass(FlashEvaluatorConfig, spec.model, file, "evaluator.model."))
     spec.train = dataclasses.asdict(build_dataclass(TrainConfig, spec.train, file, "evaluator.train."))
     if spec.model["d_model"] % spec.model["heads"]:
         raise RecipeError(file, "evaluator.model.heads", "must divide evaluator.model.d_model")
-    if spec.train["select_by"] not in SELECT_BY:
-        raise RecipeError(
-            file, "evaluator.train.select_by", f"expected one of {list(SELECT_BY)}, got {spec.train['select_by']!r}"
-        )
     if spec.groups_from is not None and not Path(spec.groups_from).is_dir():
         raise RecipeError(file, "evaluator.groups_from", f"not a directory: {spec.groups_from}")
     from verirl.answers import get_extractor

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from verirl.generators.base import SamplingParams
+from verirl.verifiers.groups import best_index
 
 
 @dataclass
@@ -38,5 +39,5 @@ class BestOfK:
         scores = list(self.evaluator.score_group(prompt, candidates))
         if not scores:
             return Choice(prompt, None, None, list(candidates), [])
-        best = max(range(len(scores)), key=scores.__getitem__)
+        best = best_index(scores)
         return Choice(prompt, best, candidates[best], list(candidates), scores)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from verirl import outputs
-from verirl.verifiers.groups import Group, build_groups, load_groups, save_groups
+from verirl.verifiers.groups import Group, best_index, build_groups, load_groups, save_groups
 
 logger = logging.getLogger("verirl")
 
@@ -40,9 +40,7 @@ def reference_picks(groups: list[Group], extractor: Any) -> dict[str, dict[str, 
     return {
         "first_sample": pick_metrics(groups, [0 if g.candidates else None for g in groups]),
         "majority_vote": pick_metrics(groups, [majority_pick(g.candidates, extractor) for g in groups]),
-        "oracle": pick_metrics(
-            groups, [max(range(len(g.rewards)), key=g.rewards.__getitem__) if g.rewards else None for g in groups]
-        ),
+        "oracle": pick_metrics(groups, [best_index(g.rewards) for g in groups]),
     }
 
 

@@ -57,17 +57,18 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
+
+from verirl.verifiers.groups import best_index
 
 PAD, BOS, EMPTY, OFFSET = 0, 1, 2, 3
 AGREEMENT_FEATURES = 3
 VOCAB = 256 + OFFSET
 CONFIG_FILE = "evaluator_config.json"
 WEIGHTS_FILE = "model.safetensors"
-SELECT_BY = ("pairwise", "top1")  # validation figures that can pick the epoch to keep
 
 
 @dataclass
@@ -370,8 +371,7 @@ class FlashEvaluator(nn.Module):
 
     def select(self, context: Any, candidates: list[str]) -> int | None:
         """Index of the best candidate (None when there are none)."""
-        scores = self.score_group(context, candidates)
-        return max(range(len(scores)), key=scores.__getitem__) if scores else None
+        return best_index(self.score_group(context, candidates))
 
     # ------------------------------------------------------------------------------------------ save/load
 
@@ -406,6 +406,9 @@ class FlashEvaluator(nn.Module):
 # ------------------------------------------------------------------------------------------------ training
 
 
+SelectBy = Literal["pairwise", "top1"]  # validation figures that can pick the epoch to keep
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 20
@@ -416,7 +419,7 @@ class TrainConfig:
     pairwise_weight: float = 0.0  # add a pairwise logistic loss with this weight
     pointwise_weight: float = 0.3  # joint model: add per-candidate BCE/MSE on every group (also all-equal ones)
     validation_fraction: float = 0.1  # training groups held out to keep the best epoch (0: keep the last epoch)
-    select_by: str = "pairwise"  # the validation figure that picks the epoch: "pairwise" or "top1" (decisive accuracy)
+    select_by: SelectBy = "pairwise"  # the validation figure that picks the epoch ("top1": decisive accuracy)
     seed: int = 0
     log_every: int = 1  # epochs
 
@@ -520,7 +523,7 @@ def pairwise_ranking(groups: list[Any], scores: list[list[float]]) -> float:
 def selection_accuracy(model: FlashEvaluator, groups: list[Any]) -> dict[str, float]:
     """:func:`pick_metrics` of the model's own picks, and its :func:`pairwise_ranking`."""
     scores = [model.score_group(g.context, g.candidates) for g in groups]
-    picks = [max(range(len(s)), key=s.__getitem__) if s else None for s in scores]
+    picks = [best_index(s) for s in scores]
     return {**pick_metrics(groups, picks), "pairwise": pairwise_ranking(groups, scores)}
 
 
@@ -531,11 +534,11 @@ def train_evaluator(
     config: TrainConfig | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Train listwise (joint model) or pointwise (baseline) and keep the epoch that selects best on a validation
-    split of the training groups (``eval_groups`` are only reported). Returns the training history."""
+    """Train listwise (joint model) or pointwise (baseline) and keep the epoch that ranks best (``select_by``) on a
+    validation split of the training groups (``eval_groups`` are only reported). Returns the training history."""
     config = config or TrainConfig()
-    if config.select_by not in SELECT_BY:
-        raise ValueError(f"select_by: expected one of {list(SELECT_BY)}, got {config.select_by!r}")
+    if config.select_by not in get_args(SelectBy):  # recipes are checked on load; this is for direct callers
+        raise ValueError(f"select_by: expected one of {list(get_args(SelectBy))}, got {config.select_by!r}")
     torch.manual_seed(config.seed)
     pointwise = not model.config.cross_candidate
     use_all = pointwise or config.pointwise_weight > 0  # the per-candidate loss learns from every group

@@ -128,8 +128,12 @@ class RewardEvaluator:
         return [float("-inf") if s is None else s for s in scores]
 
     def select(self, context: Any, candidates: list[str], **columns: Any) -> int | None:
-        scores = self.score_group(context, candidates, **columns)
-        return max(range(len(scores)), key=scores.__getitem__) if scores else None
+        return best_index(self.score_group(context, candidates, **columns))
+
+
+def best_index(scores: list[float]) -> int | None:
+    """Index of the highest score (the first on ties); None for no scores. The pick of every selector here."""
+    return max(range(len(scores)), key=scores.__getitem__) if scores else None
 
 
 def _group_indices(prompts: list[Any]) -> dict[str, list[int]]:
@@ -166,7 +170,7 @@ def preference_pairs(evaluator: ListwiseEvaluator, groups: list[Group], min_gap:
         if len(g.candidates) < 2:
             continue
         scores = evaluator.score_group(g.context, g.candidates)
-        best = max(range(len(scores)), key=scores.__getitem__)
+        best = best_index(scores)
         worst = min(range(len(scores)), key=scores.__getitem__)
         if g.candidates[best] == g.candidates[worst] or scores[best] - scores[worst] <= min_gap:
             continue
