@@ -10,7 +10,14 @@ import torch
 
 from tests.conftest import VERIRL
 from verirl.errors import VerirlError
-from verirl.generators.diffusion import DiffusionGenerator, DiffusionSampling, check_pipeline, load_pipeline, sde_step
+from verirl.generators.diffusion import (
+    DiffusionGenerator,
+    DiffusionSampling,
+    check_pipeline,
+    load_pipeline,
+    sde_gaussian,
+    sde_step,
+)
 from verirl.rl.flow_grpo import (
     FlowGRPOConfig,
     FlowGRPOTrainer,
@@ -18,6 +25,7 @@ from verirl.rl.flow_grpo import (
     clipped_policy_loss,
     combine_rewards,
     group_advantages,
+    normalized_log_ratio,
 )
 
 SAMPLING = dict(num_inference_steps=6, guidance_scale=2.0, height=32, width=64, max_sequence_length=1)
@@ -71,6 +79,32 @@ def test_recomputed_log_prob_equals_the_rollouts(pipe):
                          traj[:, j + 1])  # fmt: skip
         assert lp.requires_grad
         assert torch.allclose(lp, old[:, j], atol=1e-4), (lp, old[:, j])
+        mean, _ = sde_gaussian(v, traj[:, j], out["sigmas"][i], out["sigmas"][i + 1], 0.8, float(out["sigmas"][1]))
+        assert torch.allclose(mean, out["means"][:, j], atol=1e-5)  # the mean GRPO-Guard's ratio compares with
+
+
+def test_ratio_norm_removes_the_log_ratios_bias_and_scale():
+    torch.manual_seed(2)
+    old_mean, std = torch.randn(4096, 2, 4, 4), torch.full((4096, 1, 1, 1), 0.05)
+    mean = (old_mean + 0.01 * torch.randn_like(old_mean)).requires_grad_()
+    x_next = old_mean + std * torch.randn_like(old_mean)  # sampled by the rollout policy
+
+    def log_prob(mu):
+        return torch.distributions.Normal(mu, std).log_prob(x_next).mean(dim=(1, 2, 3))
+
+    plain = (log_prob(mean) - log_prob(old_mean)).detach()
+    normed = normalized_log_ratio(x_next, mean, old_mean, std).detach()
+    bias = ((mean - old_mean) ** 2).mean(dim=(1, 2, 3)) / (2 * 0.05**2)
+    assert torch.allclose(normed, (plain + bias) * 0.05, atol=1e-6)  # GRPO-Guard's form
+    assert float(plain.mean()) < -3 * float(plain.std()) / 64  # the plain ratio is biased below 1 ...
+    assert abs(float(normed.mean())) < 3 * float(normed.std()) / 64  # ... the normalised one is not
+    # at the rollout policy it is zero and its gradient is the plain log-prob's times std
+    at_old = old_mean[:1].clone().requires_grad_()
+    grad_normed = torch.autograd.grad(normalized_log_ratio(x_next[:1], at_old, old_mean[:1], std[:1]).sum(), at_old)
+    at_old_2 = old_mean[:1].clone().requires_grad_()
+    lp = torch.distributions.Normal(at_old_2, std[:1]).log_prob(x_next[:1]).mean()
+    grad_plain = torch.autograd.grad(lp, at_old_2)
+    assert torch.allclose(grad_normed[0], grad_plain[0] * 0.05, atol=1e-6)
 
 
 def brightness_reward(prompts, completions, **kwargs):
@@ -113,6 +147,35 @@ def test_several_iterations_per_batch_move_the_ratio_and_the_clip_binds(pipe, ti
     single = FlowGRPOTrainer(fresh, FlowGRPOConfig(noise_level=0.8, sde_window=2, group_size=4, **SAMPLING),
                              [brightness_reward])  # fmt: skip
     assert single.step(["12"])["metrics"]["ratio"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ratio_norm_scales_the_first_gradient_by_std_over_dt(tiny_pipeline_dir):
+    """At the rollout policy RatioNorm's gradient is the plain one times std (the rescaled log-ratio) / |dt| (the
+    reweighting): one SDE step, same seeds, same rollouts, gradient norms compared."""
+    norms, factor = {}, None
+    for ratio_norm in (False, True):
+        torch.manual_seed(0)
+        config = FlowGRPOConfig(noise_level=0.8, sde_window=1, group_size=4, prompts_per_step=1, max_grad_norm=1e9,
+                                ratio_norm=ratio_norm, **SAMPLING)  # fmt: skip
+        trainer = FlowGRPOTrainer(load_pipeline(str(tiny_pipeline_dir)), config, [brightness_reward],
+                                  lora={"r": 4, "lora_alpha": 8})  # fmt: skip
+        trainer.generator.window = lambda steps: [1]
+        norms[ratio_norm] = trainer.step(["12"])["metrics"]["grad_norm"]
+        _, sigmas = trainer.generator.schedule(6)
+        _, std = sde_gaussian(torch.zeros(1, 1), torch.zeros(1, 1), sigmas[1], sigmas[2], 0.8, float(sigmas[1]))
+        factor = float(std) / float(sigmas[1] - sigmas[2])
+    assert factor != pytest.approx(1.0, abs=0.1)
+    assert norms[True] / norms[False] == pytest.approx(factor, rel=1e-3)
+
+
+def test_ratio_norm_trains_and_its_clip_binds(pipe):
+    config = FlowGRPOConfig(noise_level=0.8, sde_window=2, group_size=4, prompts_per_step=1, learning_rate=5e-2,
+                            clip_range=1e-6, ratio_norm=True, num_iterations=3, **SAMPLING)  # fmt: skip
+    trainer = FlowGRPOTrainer(pipe, config, [brightness_reward], lora={"r": 4, "lora_alpha": 8})
+    before = [p.detach().clone() for p in trainer.params]
+    m = trainer.step(["12"])["metrics"]
+    assert math.isfinite(m["loss"]) and m["grad_norm"] > 0 and m["clipfrac"] > 0
+    assert any(not torch.equal(p, b) for p, b in zip(trainer.params, before, strict=True))
 
 
 def test_images_without_a_reward_are_left_out_not_fatal(pipe):
@@ -251,7 +314,7 @@ def test_presets_fill_only_unset_fields():
         12,
         2e-6,
     )
-    assert config.group_size == 4 and config.ema is True
+    assert config.group_size == 4 and config.ema is True and config.ratio_norm is True  # the release's clip needs it
 
 
 def test_two_processes_train_one_lora(tiny_pipeline_dir, write_recipe, tmp_path):

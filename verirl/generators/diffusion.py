@@ -79,6 +79,26 @@ class DiffusionSampling:
     max_sequence_length: int = 77
 
 
+def sde_gaussian(
+    velocity: torch.Tensor,
+    latents: torch.Tensor,
+    sigma: torch.Tensor | float,
+    sigma_next: torch.Tensor | float,
+    noise_level: float,
+    sigma_below_one: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Flow-SDE step's Gaussian: mean (float32, shaped like ``latents``) and std (B, 1, ...)."""
+    x, v = latents.float(), velocity.float()
+    shape = (-1, *([1] * (x.ndim - 1)))
+    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(shape)
+    sigma_next = torch.as_tensor(sigma_next, dtype=torch.float32, device=x.device).reshape(shape)
+    dt = sigma_next - sigma
+    denominator = 1 - torch.where(sigma >= 1, torch.full_like(sigma, sigma_below_one), sigma)
+    s = noise_level * torch.sqrt(sigma / denominator)
+    mean = x * (1 + s**2 / (2 * sigma) * dt) + v * (1 + s**2 * (1 - sigma) / (2 * sigma)) * dt
+    return mean, (s * torch.sqrt(-dt)).expand(x.shape[0], *([1] * (x.ndim - 1)))
+
+
 def sde_step(
     velocity: torch.Tensor,
     latents: torch.Tensor,
@@ -96,18 +116,11 @@ def sde_step(
     """
     dtype = latents.dtype
     x, v = latents.float(), velocity.float()
-    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1, *([1] * (x.ndim - 1)))
-    sigma_next = torch.as_tensor(sigma_next, dtype=torch.float32, device=x.device).reshape(-1, *([1] * (x.ndim - 1)))
-    dt = sigma_next - sigma
     reduce_dims = tuple(range(1, x.ndim))
-    if noise_level == 0:
-        mean = x + v * dt
+    mean, std = sde_gaussian(v, x, sigma, sigma_next, noise_level, sigma_below_one)
+    if noise_level == 0:  # std 0: the mean is exactly the Euler step x + v dt
         out = mean if prev_sample is None else prev_sample.float()
         return out.to(dtype), torch.zeros(x.shape[0], device=x.device)
-    denominator = 1 - torch.where(sigma >= 1, torch.full_like(sigma, sigma_below_one), sigma)
-    s = noise_level * torch.sqrt(sigma / denominator)
-    mean = x * (1 + s**2 / (2 * sigma) * dt) + v * (1 + s**2 * (1 - sigma) / (2 * sigma)) * dt
-    std = s * torch.sqrt(-dt)
     if prev_sample is None:
         gen_device = generator.device if generator is not None else x.device
         noise = torch.randn(x.shape, generator=generator, device=gen_device, dtype=torch.float32).to(x.device)
@@ -140,7 +153,8 @@ class PromptEmbeddings:
 @dataclass
 class ImageRollouts(Rollouts):
     """Rollouts whose completions are images. ``extra`` holds, flattened prompt-major (row = i * n + j):
-    ``latents`` (B, W+1, C, h, w) before/after each SDE step, ``log_probs`` (B, W), ``step_indices`` (W,)."""
+    ``trajectory`` (B, W+1, C, h, w) before/after each SDE step, ``log_probs`` (B, W), ``means`` (B, W, C, h, w) of
+    each step's Gaussian, ``step_indices`` (W,)."""
 
     images: list[list[Any]] = field(default_factory=list)
 
@@ -261,12 +275,14 @@ class DiffusionGenerator:
         shape = self.latent_shape(emb.embeds.shape[0])
         latents = torch.randn(shape, generator=generator).to(self.device, emb.embeds.dtype)
         sigma_below_one = float(sigmas[1]) if len(sigmas) > 1 else 0.999
-        trajectory, log_probs = [], []
+        trajectory, log_probs, means = [], [], []
         for i, t in enumerate(timesteps):
             v = self.velocity(self.pipe.transformer, latents, t, emb, s.guidance_scale)
             level = noise_level if i in window else 0.0
             if window and i == window[0]:
                 trajectory.append(latents)
+            if i in window:  # the step's Gaussian mean, for GRPO-Guard's ratio normalisation in training
+                means.append(sde_gaussian(v, latents, sigmas[i], sigmas[i + 1], level, sigma_below_one)[0])
             latents, lp = sde_step(v, latents, sigmas[i], sigmas[i + 1], level, sigma_below_one, generator=generator)
             if i in window:
                 trajectory.append(latents)
@@ -275,6 +291,7 @@ class DiffusionGenerator:
             "latents": latents,
             "trajectory": torch.stack(trajectory, dim=1) if trajectory else None,
             "log_probs": torch.stack(log_probs, dim=1) if log_probs else None,
+            "means": torch.stack(means, dim=1) if means else None,
             "step_indices": torch.tensor(window),
             "timesteps": timesteps,
             "sigmas": sigmas,
@@ -301,6 +318,6 @@ class DiffusionGenerator:
             prompts=list(prompts),
             texts=[[""] * n for _ in prompts],
             token_ids=[[[] for _ in range(n)] for _ in prompts],
-            extra={k: out[k] for k in ("trajectory", "log_probs", "step_indices", "timesteps", "sigmas")},
+            extra={k: out[k] for k in ("trajectory", "log_probs", "means", "step_indices", "timesteps", "sigmas")},
             images=grouped,
         )

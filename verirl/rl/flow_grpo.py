@@ -12,8 +12,10 @@ reference is the same transformer with the LoRA disabled), classifier-free guida
 gradients accumulated over the window's timesteps, optional EMA of the LoRA weights.
 Our choices: rewards are combined as TRL does (weighted sum; a sample only drops out when every reward is None),
 samples without a reward are left out of their group's statistics and of the loss, a group whose rewards are all
-equal contributes nothing, advantages are clipped to ``adv_clip_max``. Not implemented: GRPO-Guard's ratio
-normalisation.
+equal contributes nothing, advantages are clipped to ``adv_clip_max``.
+From GRPO-Guard (Wang et al., arXiv 2510.22319; ``ratio_norm: true``, on in every TextPecker preset as in its
+released configs, whose clip ranges assume it): the per-step log-ratio without its negative bias and rescaled by the
+step's std (:func:`normalized_log_ratio`), and the step's loss divided by ``|dt|`` so steps weigh alike.
 """
 
 from __future__ import annotations
@@ -41,11 +43,14 @@ SD3_LORA_TARGETS = [
 # The per-backbone settings of the TextPecker release (ALGORITHMS.md §2); `preset:` fills what a recipe leaves unset.
 PRESETS: dict[str, dict[str, Any]] = {
     "sd3.5-medium": dict(num_inference_steps=40, guidance_scale=4.5, noise_level=0.9, sde_window=12, group_size=24,
-                         learning_rate=1e-4, clip_range=2e-6, kl_beta=1e-4, ema=True, height=512, width=512),
+                         learning_rate=1e-4, clip_range=2e-6, ratio_norm=True, kl_beta=1e-4, ema=True, height=512,
+                       width=512),
     "flux.1-dev": dict(num_inference_steps=28, guidance_scale=3.5, noise_level=0.9, sde_window=9, group_size=24,
-                       learning_rate=1e-4, clip_range=2e-6, kl_beta=1e-4, ema=True, height=512, width=512),
+                       learning_rate=1e-4, clip_range=2e-6, ratio_norm=True, kl_beta=1e-4, ema=True, height=512,
+                       width=512),
     "qwen-image": dict(num_inference_steps=20, guidance_scale=4.0, noise_level=1.2, sde_window=5, group_size=16,
-                       learning_rate=1e-4, clip_range=2e-5, kl_beta=1e-3, ema=False, height=512, width=512),
+                       learning_rate=1e-4, clip_range=2e-5, ratio_norm=True, kl_beta=1e-3, ema=False, height=512,
+                       width=512),
 }  # fmt: skip
 
 
@@ -69,6 +74,7 @@ class FlowGRPOConfig:
     learning_rate: float = 1e-4
     weight_decay: float = 1e-4
     clip_range: float = 1e-4
+    ratio_norm: bool = False  # GRPO-Guard: normalised log-ratio per step and 1/|dt| gradient reweighting
     kl_beta: float = 0.0
     adv_clip_max: float = 5.0
     max_grad_norm: float = 1.0
@@ -171,6 +177,21 @@ def clipped_policy_loss(
         "approx_kl": float(0.5 * ((log_prob.detach() - old_log_prob) ** 2).mean()),
     }
     return loss, stats
+
+
+def normalized_log_ratio(
+    next_latents: torch.Tensor, mean: torch.Tensor, old_mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """GRPO-Guard's RatioNorm (Wang et al., arXiv 2510.22319) for one SDE step, per sample.
+
+    With the step's Gaussian ``N(mean, std^2)`` and the rollout's ``N(old_mean, std^2)``, the plain log-ratio of the
+    stored next latent is ``(eps * d - d^2 / (2 std)) / std`` per element, ``d = mean - old_mean``, ``eps`` the
+    rollout's standardised noise: the ``-d^2`` term pulls every ratio below 1 and the ``1 / std`` scale differs by
+    orders of magnitude between steps, so one clip range fits no step well. RatioNorm removes the bias and the
+    scale: ``mean_over_elements(eps * d)``, i.e. ``(log_ratio + mean(d^2) / (2 std^2)) * std``."""
+    reduce = tuple(range(1, next_latents.ndim))
+    eps = (next_latents.float() - old_mean.float()) / std
+    return (eps * (mean - old_mean.float())).mean(dim=reduce)
 
 
 class EMA:
@@ -309,7 +330,7 @@ class FlowGRPOTrainer:
         return totals
 
     def _one_pass(self, emb: Any, rollout: dict[str, Any], advantages: torch.Tensor, keep: list[int]) -> dict:
-        from verirl.generators.diffusion import sde_step
+        from verirl.generators.diffusion import sde_gaussian, sde_step
 
         c, gen, acc = self.config, self.generator, self.accelerator
         traj, old_lp = rollout["trajectory"], rollout["log_probs"]
@@ -326,8 +347,15 @@ class FlowGRPOTrainer:
                     with acc.autocast():
                         x, x_next = traj[idx, j], traj[idx, j + 1]
                         v = gen.velocity(self.model, x, timesteps[i], sub, c.guidance_scale)
-                        _, lp = sde_step(v, x, sigmas[i], sigmas[i + 1], c.noise_level, float(sigmas[1]), x_next)
-                        policy, stats = clipped_policy_loss(lp, old_lp[idx, j].to(lp.device), adv, c.clip_range)
+                        if c.ratio_norm:
+                            mean, std = sde_gaussian(v, x, sigmas[i], sigmas[i + 1], c.noise_level, float(sigmas[1]))
+                            log_ratio = normalized_log_ratio(x_next, mean, rollout["means"][idx, j], std)
+                            policy, stats = clipped_policy_loss(log_ratio, torch.zeros_like(log_ratio), adv,
+                                                                c.clip_range)  # fmt: skip
+                            policy = policy / float(sigmas[i] - sigmas[i + 1])  # GRPO-Guard's gradient reweighting
+                        else:
+                            _, lp = sde_step(v, x, sigmas[i], sigmas[i + 1], c.noise_level, float(sigmas[1]), x_next)
+                            policy, stats = clipped_policy_loss(lp, old_lp[idx, j].to(lp.device), adv, c.clip_range)
                         loss = policy
                         kl = torch.zeros(())
                         if c.kl_beta > 0:
