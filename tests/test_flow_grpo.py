@@ -230,6 +230,59 @@ def test_generator_interface_returns_images_per_prompt(pipe):
     assert [im.size for im in images] == [(64, 32)] * 6
 
 
+FLUX_SAMPLING = dict(num_inference_steps=4, guidance_scale=3.5, height=32, width=64, max_sequence_length=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_flux_dir(tmp_path_factory):
+    from verirl.testing import tiny_flux_pipeline
+
+    path = tmp_path_factory.mktemp("pipelines") / "tiny-flux"
+    tiny_flux_pipeline().save_pretrained(path)
+    return path
+
+
+def test_flux_ode_sampling_equals_the_diffusers_pipeline(tiny_flux_dir):
+    """Packed latents, the embedded guidance, the shifted sigmas: at zero noise our sampler is FluxPipeline's."""
+    pipe = load_pipeline(str(tiny_flux_dir))
+    assert type(pipe).__name__ == "FluxPipeline"
+    gen = DiffusionGenerator(pipe, DiffusionSampling(**FLUX_SAMPLING))
+    out = gen.sample(gen.encode(["12", "345"]), seed=0, noise_level=0.0, window=[])
+    start = gen.initial_latents(2, torch.Generator().manual_seed(0))
+    reference = pipe(["12", "345"], latents=start, output_type="latent", **FLUX_SAMPLING).images
+    assert out["latents"].shape == (2, 32, 16) and torch.allclose(out["latents"], reference, atol=1e-6)
+    assert not torch.allclose(out["sigmas"][:4], torch.linspace(1, 0.25, 4))  # the image-size shift is applied
+    assert [im.size for im in gen.decode(out["latents"])] == [(64, 32)] * 2
+
+
+def test_flux_training_step_recomputes_log_probs_trains_the_lora_and_it_loads(tiny_flux_dir, tmp_path):
+    pipe = load_pipeline(str(tiny_flux_dir))
+    config = FlowGRPOConfig(noise_level=0.8, sde_window=2, group_size=4, prompts_per_step=2, learning_rate=1e-2,
+                            clip_range=0.5, kl_beta=0.1, **FLUX_SAMPLING)  # fmt: skip
+    trainer = FlowGRPOTrainer(pipe, config, [brightness_reward])  # default LoRA: TextPecker's Flux setting
+    lora_config = pipe.transformer.peft_config["default"]
+    assert (lora_config.r, lora_config.lora_alpha) == (64, 128) and "ff_context.net.2" in lora_config.target_modules
+    gen = trainer.generator
+    emb = gen.encode(["12", "345"])
+    out = gen.sample(emb, seed=0)
+    for j, i in enumerate(out["step_indices"].tolist()):
+        v = gen.velocity(pipe.transformer, out["trajectory"][:, j], out["timesteps"][i], emb, 3.5)
+        _, lp = sde_step(v, out["trajectory"][:, j], out["sigmas"][i], out["sigmas"][i + 1], 0.8,
+                         float(out["sigmas"][1]), out["trajectory"][:, j + 1])  # fmt: skip
+        assert torch.allclose(lp, out["log_probs"][:, j], atol=1e-4)
+    named = dict(pipe.transformer.named_parameters())
+    lora = {n: p.detach().clone() for n, p in named.items() if p.requires_grad}
+    frozen = {n: p.detach().clone() for n, p in named.items() if not p.requires_grad}
+    assert trainer.step(["12", "345"])["metrics"]["trained_samples"] == 8
+    assert all(not torch.equal(named[n], p) for n, p in lora.items())
+    assert all(torch.equal(named[n], p) for n, p in frozen.items())
+    assert trainer.step(["12", "345"])["metrics"]["kl"] > 0
+    trainer.save_lora(tmp_path / "lora")
+    fresh = load_pipeline(str(tiny_flux_dir))
+    fresh.load_lora_weights(str(tmp_path / "lora"))
+    assert fresh("12", num_inference_steps=2, height=32, width=64, max_sequence_length=8).images[0].size == (64, 32)
+
+
 def _recipe(pipeline_dir, out, **args):
     return {
         "trainer": "flow_grpo",

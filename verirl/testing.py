@@ -1,4 +1,5 @@
-"""Helpers for tests and examples: a tiny random causal LM with a tiny trained tokenizer, built offline in ~1 s.
+"""Helpers for tests and examples: a tiny random causal LM with a tiny trained tokenizer, built offline in ~1 s, and a
+tiny random Flux pipeline.
 
 The tokenizer is a byte-level BPE trained on a small arithmetic/chat corpus (vocabulary 512) with a ChatML chat
 template, so conversational prompts, generation and GRPO run exactly as with a real model, only fast: sampling
@@ -125,3 +126,63 @@ class NoisyArithmeticGenerator:
             texts.append(group)
         ids = [[list(t.encode()) for t in group] for group in texts]
         return Rollouts(prompts=list(prompts), texts=texts, token_ids=ids)
+
+
+def tiny_flux_pipeline(height: int = 32, width: int = 64, seed: int = 0) -> Any:
+    """A random ``FluxPipeline`` a few MB in size (character-level CLIP and T5 tokenizers, 1 + 1 Flux blocks, a 4x
+    VAE, guidance embedding as FLUX.1-dev): the real pipeline classes, for tests of the Flux code path offline."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel, T5Tokenizer
+
+    from verirl.glyph.data import DEFAULT_ALPHABET
+    from verirl.glyph.pipeline import char_tokenizer
+
+    torch.manual_seed(seed)
+    clip_tokenizer = char_tokenizer(DEFAULT_ALPHABET, 8)
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(clip_tokenizer.get_vocab()),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=8,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    t5_tokenizer = T5Tokenizer(vocab=specials + [(ch, -1.0) for ch in DEFAULT_ALPHABET], extra_ids=0)
+    t5 = T5EncoderModel(
+        T5Config(vocab_size=len(t5_tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2)
+    )
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=width,
+        scaling_factor=1.0,
+        shift_factor=0.0,
+    )
+    transformer = FluxTransformer2DModel(
+        in_channels=16,  # 4 latent channels x 2x2 packing
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_image_seq_len=16, max_image_seq_len=256
+    )
+    pipe = FluxPipeline(scheduler, vae, clip, clip_tokenizer, t5, t5_tokenizer, transformer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

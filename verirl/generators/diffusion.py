@@ -17,8 +17,10 @@ rollouts and training. Our choices: at sigma = 1 (where s_t is infinite) the fir
 denominator; the window start is drawn per rollout batch from the first half of the steps; a noise level of 0 gives
 exactly ``scheduler.step`` (tested) with log-prob 0.
 
-Supported pipelines: the SD3 family (``StableDiffusion3Pipeline``: two CLIP encoders, optional T5). Flux and
-QwenImage differ in how they pack latents and embed guidance; they raise a clear error until they are added here.
+Supported pipelines: the SD3 family (``StableDiffusion3Pipeline``: two CLIP encoders, optional T5, classifier-free
+guidance) and Flux (``FluxPipeline``: packed 2x2 latents, the guidance scale embedded in the transformer as FLUX.1-dev
+is guidance-distilled, the pipeline's linear sigmas with its image-size shift). The SDE acts elementwise, so it is the
+same on packed latents. QwenImage raises a clear error until it is added here.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import torch
 from verirl.errors import VerirlError
 from verirl.generators.base import Rollouts, SamplingParams
 
-SUPPORTED_PIPELINES = ("StableDiffusion3Pipeline",)
+SUPPORTED_PIPELINES = ("StableDiffusion3Pipeline", "FluxPipeline")
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -58,7 +60,8 @@ def load_pipeline(name: str, dtype: torch.dtype | str = torch.float32) -> Any:
     if path.exists() and not (path / "model_index.json").is_file():
         raise VerirlError(f"model {name!r}: directory has no model_index.json (expected a diffusers pipeline)")
     kwargs: dict[str, Any] = {} if dtype == "auto" else {"dtype": dtype}
-    if path.exists() and not (path / "text_encoder_3").is_dir():
+    sd3 = path.exists() and '"StableDiffusion3Pipeline"' in (path / "model_index.json").read_text()
+    if sd3 and not (path / "text_encoder_3").is_dir():
         kwargs.update(text_encoder_3=None, tokenizer_3=None)  # SD3 without T5: allowed, and much smaller
     pipe = DiffusionPipeline.from_pretrained(str(path) if path.exists() else name, **kwargs)
     check_pipeline(pipe)
@@ -164,11 +167,12 @@ class ImageRollouts(Rollouts):
 
 
 class DiffusionGenerator:
-    """Sample images with per-step log-probs from an SD3-family pipeline (``transformer`` may carry a LoRA)."""
+    """Sample images with per-step log-probs from an SD3 or Flux pipeline (``transformer`` may carry a LoRA)."""
 
     def __init__(self, pipe: Any, sampling: DiffusionSampling | None = None, seed: int = 0):
         check_pipeline(pipe)
         self.pipe = pipe
+        self.flux = type(pipe).__name__ == "FluxPipeline"
         self.sampling = sampling or DiffusionSampling()
         self.rng = random.Random(seed)
         tokenizer = pipe.tokenizer
@@ -190,6 +194,14 @@ class DiffusionGenerator:
 
     @torch.no_grad()
     def encode(self, prompts: list[str], guidance_scale: float | None = None) -> PromptEmbeddings:
+        if self.flux:  # guidance-distilled: the scale is a transformer input, there is no unconditional pass
+            embeds, pooled, _ = self.pipe.encode_prompt(
+                prompt=prompts,
+                prompt_2=None,
+                device=self.device,
+                max_sequence_length=self.sampling.max_sequence_length,
+            )
+            return PromptEmbeddings(embeds, pooled)
         cfg = (self.sampling.guidance_scale if guidance_scale is None else guidance_scale) > 1
         embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
             prompt=prompts,
@@ -211,6 +223,8 @@ class DiffusionGenerator:
     ) -> torch.Tensor:
         """The (guided) velocity at ``latents``; differentiable when called with grad enabled."""
         t = timestep.to(latents.device).reshape(-1).expand(latents.shape[0])
+        if self.flux:
+            return self._flux_velocity(transformer, latents, t, emb, guidance)
         if emb.negative is None or guidance <= 1:
             return transformer(
                 hidden_states=latents,
@@ -229,10 +243,43 @@ class DiffusionGenerator:
         uncond, cond = out.chunk(2)
         return uncond + guidance * (cond - uncond)
 
+    def _flux_velocity(
+        self, transformer: Any, latents: torch.Tensor, t: torch.Tensor, emb: PromptEmbeddings, guidance: float
+    ) -> torch.Tensor:
+        """Flux: packed latents (B, h/2 * w/2, 4C), timesteps in [0, 1], the guidance scale embedded (FLUX.1-dev)."""
+        n, device, dtype = latents.shape[0], latents.device, latents.dtype
+        _, _, h, w = self.latent_shape(1)
+        config = self.pipe.transformer.config
+        scale = torch.full((n,), guidance, device=device, dtype=torch.float32) if config.guidance_embeds else None
+        return transformer(
+            hidden_states=latents,
+            timestep=t.to(dtype) / 1000,
+            guidance=scale,
+            pooled_projections=emb.pooled,
+            encoder_hidden_states=emb.embeds,
+            txt_ids=torch.zeros(emb.embeds.shape[1], 3, device=device, dtype=dtype),
+            img_ids=self.pipe._prepare_latent_image_ids(n, h // 2, w // 2, device, dtype),
+            return_dict=False,
+        )[0]
+
     def schedule(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(timesteps (steps,), sigmas (steps + 1,)) of the pipeline's flow-matching scheduler."""
+        """(timesteps (steps,), sigmas (steps + 1,)) of the pipeline's flow-matching scheduler (Flux: the pipeline's
+        linear sigmas, shifted by image size when the scheduler uses dynamic shifting)."""
         scheduler = self.pipe.scheduler
-        scheduler.set_timesteps(steps, device=self.device)
+        if self.flux:
+            import numpy as np
+            from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+            mu = None
+            if scheduler.config.get("use_dynamic_shifting"):
+                _, _, h, w = self.latent_shape(1)
+                c = scheduler.config
+                mu = calculate_shift((h // 2) * (w // 2), c.get("base_image_seq_len", 256),
+                                     c.get("max_image_seq_len", 4096), c.get("base_shift", 0.5),
+                                     c.get("max_shift", 1.15))  # fmt: skip
+            scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), device=self.device, mu=mu)
+        else:
+            scheduler.set_timesteps(steps, device=self.device)
         return scheduler.timesteps.clone(), scheduler.sigmas.clone().float()
 
     def window(self, steps: int) -> list[int]:
@@ -244,18 +291,31 @@ class DiffusionGenerator:
         start = self.rng.randint(0, last_start)
         return list(range(start, start + size))
 
-    def latent_shape(self, batch: int) -> tuple[int, int, int, int]:
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) in pixels, checked against the VAE factor and the patch size (Flux: 2x2 packing)."""
         pipe = self.pipe
         size = pipe.default_sample_size * pipe.vae_scale_factor
         height = self.sampling.height or size
         width = self.sampling.width or size
-        f = pipe.vae_scale_factor
-        if height % (f * pipe.patch_size) or width % (f * pipe.patch_size):
+        multiple = pipe.vae_scale_factor * (2 if self.flux else pipe.patch_size)
+        if height % multiple or width % multiple:
             raise VerirlError(
-                f"sampling: height and width must be multiples of {f * pipe.patch_size} for this pipeline, "
-                f"got {height}x{width}"
+                f"sampling: height and width must be multiples of {multiple} for this pipeline, got {height}x{width}"
             )
-        return batch, pipe.transformer.config.in_channels, height // f, width // f
+        return height, width
+
+    def latent_shape(self, batch: int) -> tuple[int, int, int, int]:
+        """The unpacked latent shape (batch, channels, h, w)."""
+        height, width = self.image_size()
+        f = self.pipe.vae_scale_factor
+        channels = self.pipe.transformer.config.in_channels // (4 if self.flux else 1)
+        return batch, channels, height // f, width // f
+
+    def initial_latents(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Gaussian noise to start from, in the transformer's layout (Flux: packed)."""
+        shape = self.latent_shape(batch)
+        latents = torch.randn(shape, generator=generator)
+        return self.pipe._pack_latents(latents, *shape) if self.flux else latents
 
     # --------------------------------------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -272,8 +332,7 @@ class DiffusionGenerator:
         timesteps, sigmas = self.schedule(s.num_inference_steps)
         window = self.window(len(timesteps)) if window is None else window
         generator = torch.Generator(device="cpu").manual_seed(seed if seed is not None else self.rng.randrange(2**31))
-        shape = self.latent_shape(emb.embeds.shape[0])
-        latents = torch.randn(shape, generator=generator).to(self.device, emb.embeds.dtype)
+        latents = self.initial_latents(emb.embeds.shape[0], generator).to(self.device, emb.embeds.dtype)
         sigma_below_one = float(sigmas[1]) if len(sigmas) > 1 else 0.999
         trajectory, log_probs, means = [], [], []
         for i, t in enumerate(timesteps):
@@ -301,6 +360,8 @@ class DiffusionGenerator:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> list[Any]:
         vae = self.pipe.vae
+        if self.flux:
+            latents = self.pipe._unpack_latents(latents, *self.image_size(), self.pipe.vae_scale_factor)
         latents = latents / vae.config.scaling_factor + vae.config.shift_factor
         image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
         return self.pipe.image_processor.postprocess(image, output_type="pil")

@@ -39,6 +39,9 @@ SD3_LORA_TARGETS = [
     "attn.add_v_proj",
     "attn.to_add_out",
 ]
+# TextPecker's Flux LoRA: the attention projections and the dual-stream blocks' feed-forwards, r = 64, alpha = 128
+FLUX_LORA_DEFAULTS = {"r": 64, "lora_alpha": 128}
+FLUX_LORA_TARGETS = [*SD3_LORA_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"]
 
 # The per-backbone settings of the TextPecker release (ALGORITHMS.md §2); `preset:` fills what a recipe leaves unset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -218,13 +221,16 @@ class EMA:
 def add_lora(transformer: Any, lora: dict[str, Any] | None) -> list[torch.nn.Parameter]:
     """Freeze the transformer and add a LoRA (peft, through diffusers' ``add_adapter``); returns its parameters.
 
-    Defaults: r = 32, alpha = 64 (TextPecker's setting), gaussian init (the policy starts equal to the reference)."""
+    Defaults as TextPecker's releases: SD3 r = 32, alpha = 64 on the attention projections; Flux r = 64, alpha =
+    128, also on the feed-forwards; gaussian init (B = 0: the policy starts equal to the reference)."""
     from peft import LoraConfig
 
-    values = {**LORA_DEFAULTS, **(lora or {})}
+    flux = type(transformer).__name__ == "FluxTransformer2DModel"
+    values = {**LORA_DEFAULTS, **(FLUX_LORA_DEFAULTS if flux else {}), **(lora or {})}
     if "target_modules" not in values:
         names = {n for n, _ in transformer.named_modules()}
-        values["target_modules"] = [t for t in SD3_LORA_TARGETS if any(n.endswith(t) for n in names)]
+        targets = FLUX_LORA_TARGETS if flux else SD3_LORA_TARGETS
+        values["target_modules"] = [t for t in targets if any(n.endswith(t) for n in names)]
     transformer.requires_grad_(False)
     transformer.add_adapter(LoraConfig(**values))
     return [p for p in transformer.parameters() if p.requires_grad]
