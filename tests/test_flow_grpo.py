@@ -230,43 +230,61 @@ def test_generator_interface_returns_images_per_prompt(pipe):
     assert [im.size for im in images] == [(64, 32)] * 6
 
 
-FLUX_SAMPLING = dict(num_inference_steps=4, guidance_scale=3.5, height=32, width=64, max_sequence_length=8)
+# Flux (guidance embedded, no negative pass) and QwenImage (true CFG with the negative prompt " ", norm-rescaled)
+PACKED = {
+    "flux": dict(sampling=dict(num_inference_steps=4, guidance_scale=3.5, height=32, width=64, max_sequence_length=8),
+                 call=dict(guidance_scale=3.5, max_sequence_length=8), lora=(64, 128, "ff_context.net.2")),
+    "qwen": dict(sampling=dict(num_inference_steps=4, guidance_scale=4.0, height=32, width=64),
+                 call=dict(true_cfg_scale=4.0, negative_prompt=[" ", " "]), lora=(64, 128, "txt_mlp.net.2")),
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def tiny_flux_dir(tmp_path_factory):
-    from verirl.testing import tiny_flux_pipeline
+def packed_pipeline_dir(tmp_path_factory, request):
+    from verirl.testing import tiny_flux_pipeline, tiny_qwen_image_pipeline
 
-    path = tmp_path_factory.mktemp("pipelines") / "tiny-flux"
-    tiny_flux_pipeline().save_pretrained(path)
-    return path
+    path = tmp_path_factory.mktemp("pipelines") / request.param
+    (tiny_flux_pipeline if request.param == "flux" else tiny_qwen_image_pipeline)().save_pretrained(path)
+    return request.param, path
 
 
-def test_flux_ode_sampling_equals_the_diffusers_pipeline(tiny_flux_dir):
-    """Packed latents, the embedded guidance, the shifted sigmas: at zero noise our sampler is FluxPipeline's."""
-    pipe = load_pipeline(str(tiny_flux_dir))
-    assert type(pipe).__name__ == "FluxPipeline"
-    gen = DiffusionGenerator(pipe, DiffusionSampling(**FLUX_SAMPLING))
-    out = gen.sample(gen.encode(["12", "345"]), seed=0, noise_level=0.0, window=[])
+@pytest.mark.parametrize("packed_pipeline_dir", ["flux", "qwen"], indirect=True)
+def test_packed_pipelines_ode_sampling_equals_the_diffusers_pipeline(packed_pipeline_dir):
+    """Packed latents, guidance (embedded or true CFG), the shifted sigmas: at zero noise our sampler is the
+    pipeline's own ``__call__``."""
+    kind, path = packed_pipeline_dir
+    pipe = load_pipeline(str(path))
+    assert type(pipe).__name__ == {"flux": "FluxPipeline", "qwen": "QwenImagePipeline"}[kind]
+    sampling = PACKED[kind]["sampling"]
+    gen = DiffusionGenerator(pipe, DiffusionSampling(**sampling))
+    prompts = ["12", "3456789"]  # QwenImage: prompts of different token lengths, padded and masked
+    out = gen.sample(gen.encode(prompts), seed=0, noise_level=0.0, window=[])
     start = gen.initial_latents(2, torch.Generator().manual_seed(0))
-    reference = pipe(["12", "345"], latents=start, output_type="latent", **FLUX_SAMPLING).images
-    assert out["latents"].shape == (2, 32, 16) and torch.allclose(out["latents"], reference, atol=1e-6)
+    size = {k: sampling[k] for k in ("num_inference_steps", "height", "width")}
+    reference = pipe(prompts, latents=start, output_type="latent", **size, **PACKED[kind]["call"]).images
+    assert out["latents"].shape == start.shape and torch.allclose(out["latents"], reference, atol=1e-5)
     assert not torch.allclose(out["sigmas"][:4], torch.linspace(1, 0.25, 4))  # the image-size shift is applied
     assert [im.size for im in gen.decode(out["latents"])] == [(64, 32)] * 2
 
 
-def test_flux_training_step_recomputes_log_probs_trains_the_lora_and_it_loads(tiny_flux_dir, tmp_path):
-    pipe = load_pipeline(str(tiny_flux_dir))
+@pytest.mark.parametrize("packed_pipeline_dir", ["flux", "qwen"], indirect=True)
+def test_packed_pipelines_recompute_log_probs_train_the_lora_and_it_loads(packed_pipeline_dir, tmp_path):
+    kind, path = packed_pipeline_dir
+    pipe = load_pipeline(str(path))
+    sampling = PACKED[kind]["sampling"]
     config = FlowGRPOConfig(noise_level=0.8, sde_window=2, group_size=4, prompts_per_step=2, learning_rate=1e-2,
-                            clip_range=0.5, kl_beta=0.1, **FLUX_SAMPLING)  # fmt: skip
-    trainer = FlowGRPOTrainer(pipe, config, [brightness_reward])  # default LoRA: TextPecker's Flux setting
+                            clip_range=0.5, kl_beta=0.1, **sampling)  # fmt: skip
+    trainer = FlowGRPOTrainer(pipe, config, [brightness_reward])  # default LoRA: TextPecker's for this backbone
     lora_config = pipe.transformer.peft_config["default"]
-    assert (lora_config.r, lora_config.lora_alpha) == (64, 128) and "ff_context.net.2" in lora_config.target_modules
+    r, alpha, feed_forward = PACKED[kind]["lora"]
+    assert (lora_config.r, lora_config.lora_alpha) == (r, alpha) and feed_forward in lora_config.target_modules
     gen = trainer.generator
     emb = gen.encode(["12", "345"])
     out = gen.sample(emb, seed=0)
     for j, i in enumerate(out["step_indices"].tolist()):
-        v = gen.velocity(pipe.transformer, out["trajectory"][:, j], out["timesteps"][i], emb, 3.5)
+        v = gen.velocity(
+            pipe.transformer, out["trajectory"][:, j], out["timesteps"][i], emb, sampling["guidance_scale"]
+        )
         _, lp = sde_step(v, out["trajectory"][:, j], out["sigmas"][i], out["sigmas"][i + 1], 0.8,
                          float(out["sigmas"][1]), out["trajectory"][:, j + 1])  # fmt: skip
         assert torch.allclose(lp, out["log_probs"][:, j], atol=1e-4)
@@ -274,13 +292,18 @@ def test_flux_training_step_recomputes_log_probs_trains_the_lora_and_it_loads(ti
     lora = {n: p.detach().clone() for n, p in named.items() if p.requires_grad}
     frozen = {n: p.detach().clone() for n, p in named.items() if not p.requires_grad}
     assert trainer.step(["12", "345"])["metrics"]["trained_samples"] == 8
-    assert all(not torch.equal(named[n], p) for n, p in lora.items())
+    unchanged = {n for n, p in lora.items() if torch.equal(named[n], p)}
+    # QwenImage's last block discards its text stream: its text-side LoRA gets no gradient (Flux feeds it onward)
+    text_side = ("attn.add_q_proj.lora_B", "attn.to_add_out", "txt_mlp")
+    assert unchanged == ({n for n in lora if any(t in n for t in text_side)} if kind == "qwen" else set())
     assert all(torch.equal(named[n], p) for n, p in frozen.items())
     assert trainer.step(["12", "345"])["metrics"]["kl"] > 0
     trainer.save_lora(tmp_path / "lora")
-    fresh = load_pipeline(str(tiny_flux_dir))
+    fresh = load_pipeline(str(path))
     fresh.load_lora_weights(str(tmp_path / "lora"))
-    assert fresh("12", num_inference_steps=2, height=32, width=64, max_sequence_length=8).images[0].size == (64, 32)
+    call = {k: v[:1] if isinstance(v, list) else v for k, v in PACKED[kind]["call"].items()}
+    image = fresh("12", num_inference_steps=2, height=32, width=64, **call).images[0]
+    assert image.size == (64, 32)
 
 
 def _recipe(pipeline_dir, out, **args):

@@ -1,5 +1,5 @@
 """Helpers for tests and examples: a tiny random causal LM with a tiny trained tokenizer, built offline in ~1 s, and a
-tiny random Flux pipeline.
+tiny random Flux and QwenImage pipelines.
 
 The tokenizer is a byte-level BPE trained on a small arithmetic/chat corpus (vocabulary 512) with a ChatML chat
 template, so conversational prompts, generation and GRPO run exactly as with a real model, only fast: sampling
@@ -184,5 +184,43 @@ def tiny_flux_pipeline(height: int = 32, width: int = 64, seed: int = 0) -> Any:
         use_dynamic_shifting=True, base_image_seq_len=16, max_image_seq_len=256
     )
     pipe = FluxPipeline(scheduler, vae, clip, clip_tokenizer, t5, t5_tokenizer, transformer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_qwen_image_pipeline(seed: int = 0) -> Any:
+    """A random ``QwenImagePipeline`` a few MB in size (byte-level Qwen2 tokenizer without merges, a 1-layer
+    Qwen2.5-VL text encoder, a 1-block QwenImage transformer, a 2x video VAE): the real classes, for tests."""
+    import torch
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from tokenizers import pre_tokenizers
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2Tokenizer
+
+    torch.manual_seed(seed)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # the pipeline's prompt template uses ChatML
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab |= {tok: len(vocab) + i for i, tok in enumerate(specials)}
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], additional_special_tokens=specials[1:])
+    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                bos_token_id=vocab["<|endoftext|>"], eos_token_id=vocab["<|im_end|>"],
+                rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})  # fmt: skip
+    vision = dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32,
+                  fullatt_block_indexes=[0])  # fmt: skip
+    encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision))
+    vae = AutoencoderKLQwenImage(base_dim=16, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
+                                 latents_mean=[0.0] * 4, latents_std=[1.0] * 4)  # fmt: skip
+    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=1,
+                                              attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                              axes_dims_rope=(4, 6, 6))  # fmt: skip
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_image_seq_len=16, max_image_seq_len=256
+    )
+    pipe = QwenImagePipeline(scheduler, vae, encoder, tokenizer, transformer)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -20,7 +20,8 @@ exactly ``scheduler.step`` (tested) with log-prob 0.
 Supported pipelines: the SD3 family (``StableDiffusion3Pipeline``: two CLIP encoders, optional T5, classifier-free
 guidance) and Flux (``FluxPipeline``: packed 2x2 latents, the guidance scale embedded in the transformer as FLUX.1-dev
 is guidance-distilled, the pipeline's linear sigmas with its image-size shift). The SDE acts elementwise, so it is the
-same on packed latents. QwenImage raises a clear error until it is added here.
+same on packed latents) and QwenImage (``QwenImagePipeline``: packed latents, masked variable-length prompt
+embeddings, true CFG with the negative prompt " " rescaled to the conditional norm, as the pipeline does).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ import torch
 from verirl.errors import VerirlError
 from verirl.generators.base import Rollouts, SamplingParams
 
-SUPPORTED_PIPELINES = ("StableDiffusion3Pipeline", "FluxPipeline")
+PIPELINE_KINDS = {"StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux", "QwenImagePipeline": "qwen"}
+SUPPORTED_PIPELINES = tuple(PIPELINE_KINDS)
+QWEN_NEGATIVE_PROMPT = " "  # QwenImage's unconditional input for true CFG (as in the pipeline's docs and TextPecker)
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -136,21 +139,20 @@ def sde_step(
 @dataclass
 class PromptEmbeddings:
     embeds: torch.Tensor  # (B, L, D), conditional
-    pooled: torch.Tensor  # (B, P)
+    pooled: torch.Tensor | None = None  # (B, P) (SD3, Flux)
     negative: torch.Tensor | None = None  # unconditional (empty prompt), when guidance > 1
     negative_pooled: torch.Tensor | None = None
+    mask: torch.Tensor | None = None  # (B, L) valid text tokens (QwenImage: variable-length prompts)
+    negative_mask: torch.Tensor | None = None
+
+    def _map(self, fn: Any) -> PromptEmbeddings:
+        return PromptEmbeddings(**{k: None if v is None else fn(v) for k, v in vars(self).items()})
 
     def repeat(self, n: int) -> PromptEmbeddings:
-        def rep(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.repeat_interleave(n, dim=0)
-
-        return PromptEmbeddings(rep(self.embeds), rep(self.pooled), rep(self.negative), rep(self.negative_pooled))
+        return self._map(lambda t: t.repeat_interleave(n, dim=0))
 
     def select(self, index: torch.Tensor | list[int]) -> PromptEmbeddings:
-        def sel(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t[index]
-
-        return PromptEmbeddings(sel(self.embeds), sel(self.pooled), sel(self.negative), sel(self.negative_pooled))
+        return self._map(lambda t: t[index])
 
 
 @dataclass
@@ -167,16 +169,19 @@ class ImageRollouts(Rollouts):
 
 
 class DiffusionGenerator:
-    """Sample images with per-step log-probs from an SD3 or Flux pipeline (``transformer`` may carry a LoRA)."""
+    """Sample images with per-step log-probs from an SD3, Flux or QwenImage pipeline (``transformer`` may carry a
+    LoRA)."""
 
     def __init__(self, pipe: Any, sampling: DiffusionSampling | None = None, seed: int = 0):
         check_pipeline(pipe)
         self.pipe = pipe
-        self.flux = type(pipe).__name__ == "FluxPipeline"
+        self.kind = PIPELINE_KINDS[type(pipe).__name__]
+        self.flux = self.kind == "flux"
+        self.packed = self.kind in ("flux", "qwen")  # latents packed 2x2 into tokens, as these pipelines do
         self.sampling = sampling or DiffusionSampling()
         self.rng = random.Random(seed)
-        tokenizer = pipe.tokenizer
-        self.max_prompt_tokens = int(getattr(tokenizer, "model_max_length", 77))
+        limit = getattr(pipe, "tokenizer_max_length", None) or getattr(pipe.tokenizer, "model_max_length", 77)
+        self.max_prompt_tokens = int(limit)
 
     # ----------------------------------------------------------------------------------------------- prompts
     def check_prompts(self, prompts: list[str], where: str = "prompt") -> None:
@@ -202,6 +207,8 @@ class DiffusionGenerator:
                 max_sequence_length=self.sampling.max_sequence_length,
             )
             return PromptEmbeddings(embeds, pooled)
+        if self.kind == "qwen":
+            return self._qwen_encode(prompts, guidance_scale)
         cfg = (self.sampling.guidance_scale if guidance_scale is None else guidance_scale) > 1
         embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
             prompt=prompts,
@@ -225,6 +232,8 @@ class DiffusionGenerator:
         t = timestep.to(latents.device).reshape(-1).expand(latents.shape[0])
         if self.flux:
             return self._flux_velocity(transformer, latents, t, emb, guidance)
+        if self.kind == "qwen":
+            return self._qwen_velocity(transformer, latents, t, emb, guidance)
         if emb.negative is None or guidance <= 1:
             return transformer(
                 hidden_states=latents,
@@ -262,11 +271,57 @@ class DiffusionGenerator:
             return_dict=False,
         )[0]
 
+    def _qwen_encode(self, prompts: list[str], guidance_scale: float | None) -> PromptEmbeddings:
+        """QwenImage: variable-length Qwen2.5-VL hidden states with masks; the negative prompt " " for true CFG; both
+        padded to one length so that a guided velocity is one batched pass."""
+        cfg = (self.sampling.guidance_scale if guidance_scale is None else guidance_scale) > 1
+
+        def encode(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+            embeds, mask = self.pipe.encode_prompt(prompt=texts, device=self.device)
+            if mask is None:  # the pipeline drops an all-ones mask
+                mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+            return embeds, mask
+
+        embeds, mask = encode(prompts)
+        if not cfg:
+            return PromptEmbeddings(embeds, mask=mask)
+        negative, negative_mask = encode([QWEN_NEGATIVE_PROMPT] * len(prompts))
+        length = max(embeds.shape[1], negative.shape[1])
+
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            extra = length - t.shape[1]
+            return torch.cat([t, t.new_zeros(t.shape[0], extra, *t.shape[2:])], dim=1) if extra else t
+
+        return PromptEmbeddings(pad(embeds), negative=pad(negative), mask=pad(mask), negative_mask=pad(negative_mask))
+
+    def _qwen_velocity(
+        self, transformer: Any, latents: torch.Tensor, t: torch.Tensor, emb: PromptEmbeddings, guidance: float
+    ) -> torch.Tensor:
+        """QwenImage: packed latents, timesteps in [0, 1], true CFG rescaled to the conditional velocity's norm (as
+        the pipeline does), conditional and unconditional rows in one pass."""
+        n, dtype = latents.shape[0], latents.dtype
+        _, _, h, w = self.latent_shape(1)
+        cfg = emb.negative is not None and guidance > 1
+        rows = 2 * n if cfg else n
+        out = transformer(
+            hidden_states=torch.cat([latents, latents]) if cfg else latents,
+            timestep=(torch.cat([t, t]) if cfg else t).to(dtype) / 1000,
+            encoder_hidden_states=torch.cat([emb.embeds, emb.negative]) if cfg else emb.embeds,
+            encoder_hidden_states_mask=torch.cat([emb.mask, emb.negative_mask]) if cfg else emb.mask,
+            img_shapes=[[(1, h // 2, w // 2)]] * rows,
+            return_dict=False,
+        )[0]
+        if not cfg:
+            return out
+        cond, uncond = out.chunk(2)
+        guided = uncond + guidance * (cond - uncond)
+        return guided * (cond.norm(dim=-1, keepdim=True) / guided.norm(dim=-1, keepdim=True))
+
     def schedule(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(timesteps (steps,), sigmas (steps + 1,)) of the pipeline's flow-matching scheduler (Flux: the pipeline's
         linear sigmas, shifted by image size when the scheduler uses dynamic shifting)."""
         scheduler = self.pipe.scheduler
-        if self.flux:
+        if self.packed:
             import numpy as np
             from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
@@ -297,7 +352,7 @@ class DiffusionGenerator:
         size = pipe.default_sample_size * pipe.vae_scale_factor
         height = self.sampling.height or size
         width = self.sampling.width or size
-        multiple = pipe.vae_scale_factor * (2 if self.flux else pipe.patch_size)
+        multiple = pipe.vae_scale_factor * (2 if self.packed else pipe.patch_size)
         if height % multiple or width % multiple:
             raise VerirlError(
                 f"sampling: height and width must be multiples of {multiple} for this pipeline, got {height}x{width}"
@@ -308,14 +363,14 @@ class DiffusionGenerator:
         """The unpacked latent shape (batch, channels, h, w)."""
         height, width = self.image_size()
         f = self.pipe.vae_scale_factor
-        channels = self.pipe.transformer.config.in_channels // (4 if self.flux else 1)
+        channels = self.pipe.transformer.config.in_channels // (4 if self.packed else 1)
         return batch, channels, height // f, width // f
 
     def initial_latents(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Gaussian noise to start from, in the transformer's layout (Flux: packed)."""
         shape = self.latent_shape(batch)
         latents = torch.randn(shape, generator=generator)
-        return self.pipe._pack_latents(latents, *shape) if self.flux else latents
+        return self.pipe._pack_latents(latents, *shape) if self.packed else latents
 
     # --------------------------------------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -360,10 +415,15 @@ class DiffusionGenerator:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> list[Any]:
         vae = self.pipe.vae
-        if self.flux:
+        if self.packed:
             latents = self.pipe._unpack_latents(latents, *self.image_size(), self.pipe.vae_scale_factor)
-        latents = latents / vae.config.scaling_factor + vae.config.shift_factor
-        image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
+        if self.kind == "qwen":  # a video VAE: per-channel statistics, one frame
+            stats = vae.config.latents_std, vae.config.latents_mean
+            std, mean = (torch.tensor(v, device=latents.device).view(1, -1, 1, 1, 1) for v in stats)
+            image = vae.decode((latents.float() * std + mean).to(vae.dtype), return_dict=False)[0][:, :, 0]
+        else:
+            latents = latents / vae.config.scaling_factor + vae.config.shift_factor
+            image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
         return self.pipe.image_processor.postprocess(image, output_type="pil")
 
     def generate(self, prompts: list[Any], n: int = 1, sampling: SamplingParams | None = None) -> ImageRollouts:

@@ -39,9 +39,15 @@ SD3_LORA_TARGETS = [
     "attn.add_v_proj",
     "attn.to_add_out",
 ]
-# TextPecker's Flux LoRA: the attention projections and the dual-stream blocks' feed-forwards, r = 64, alpha = 128
-FLUX_LORA_DEFAULTS = {"r": 64, "lora_alpha": 128}
-FLUX_LORA_TARGETS = [*SD3_LORA_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"]
+# TextPecker's Flux and QwenImage LoRAs: the attention projections and the dual-stream feed-forwards, r 64, alpha 128
+WIDE_LORA_DEFAULTS = {"r": 64, "lora_alpha": 128}
+LORA_TARGETS = {
+    "SD3Transformer2DModel": SD3_LORA_TARGETS,
+    "FluxTransformer2DModel": [*SD3_LORA_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
+                               "ff_context.net.2"],
+    "QwenImageTransformer2DModel": [*SD3_LORA_TARGETS, "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj",
+                                    "txt_mlp.net.2"],
+}  # fmt: skip
 
 # The per-backbone settings of the TextPecker release (ALGORITHMS.md §2); `preset:` fills what a recipe leaves unset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -221,15 +227,16 @@ class EMA:
 def add_lora(transformer: Any, lora: dict[str, Any] | None) -> list[torch.nn.Parameter]:
     """Freeze the transformer and add a LoRA (peft, through diffusers' ``add_adapter``); returns its parameters.
 
-    Defaults as TextPecker's releases: SD3 r = 32, alpha = 64 on the attention projections; Flux r = 64, alpha =
-    128, also on the feed-forwards; gaussian init (B = 0: the policy starts equal to the reference)."""
+    Defaults as TextPecker's releases: SD3 r = 32, alpha = 64 on the attention projections; Flux and QwenImage
+    r = 64, alpha = 128, also on the feed-forwards; gaussian init (B = 0: the policy starts equal to the reference)."""
     from peft import LoraConfig
 
-    flux = type(transformer).__name__ == "FluxTransformer2DModel"
-    values = {**LORA_DEFAULTS, **(FLUX_LORA_DEFAULTS if flux else {}), **(lora or {})}
+    kind = type(transformer).__name__
+    wide = kind in ("FluxTransformer2DModel", "QwenImageTransformer2DModel")
+    values = {**LORA_DEFAULTS, **(WIDE_LORA_DEFAULTS if wide else {}), **(lora or {})}
     if "target_modules" not in values:
         names = {n for n, _ in transformer.named_modules()}
-        targets = FLUX_LORA_TARGETS if flux else SD3_LORA_TARGETS
+        targets = LORA_TARGETS.get(kind, SD3_LORA_TARGETS)
         values["target_modules"] = [t for t in targets if any(n.endswith(t) for n in names)]
     transformer.requires_grad_(False)
     transformer.add_adapter(LoraConfig(**values))
