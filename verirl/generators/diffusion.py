@@ -17,11 +17,7 @@ rollouts and training. Our choices: at sigma = 1 (where s_t is infinite) the fir
 denominator; the window start is drawn per rollout batch from the first half of the steps; a noise level of 0 gives
 exactly ``scheduler.step`` (tested) with log-prob 0.
 
-Supported pipelines: the SD3 family (``StableDiffusion3Pipeline``: two CLIP encoders, optional T5, classifier-free
-guidance) and Flux (``FluxPipeline``: packed 2x2 latents, the guidance scale embedded in the transformer as FLUX.1-dev
-is guidance-distilled, the pipeline's linear sigmas with its image-size shift). The SDE acts elementwise, so it is the
-same on packed latents) and QwenImage (``QwenImagePipeline``: packed latents, masked variable-length prompt
-embeddings, true CFG with the negative prompt " " rescaled to the conditional norm, as the pipeline does).
+Supported pipelines: SD3, Flux and QwenImage (:mod:`verirl.generators.pipelines`: what differs between them).
 """
 
 from __future__ import annotations
@@ -35,10 +31,9 @@ import torch
 
 from verirl.errors import VerirlError
 from verirl.generators.base import Rollouts, SamplingParams
+from verirl.generators.pipelines import FAMILIES, PromptEmbeddings
 
-PIPELINE_KINDS = {"StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux", "QwenImagePipeline": "qwen"}
-SUPPORTED_PIPELINES = tuple(PIPELINE_KINDS)
-QWEN_NEGATIVE_PROMPT = " "  # QwenImage's unconditional input for true CFG (as in the pipeline's docs and TextPecker)
+SUPPORTED_PIPELINES = tuple(FAMILIES)
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -137,25 +132,6 @@ def sde_step(
 
 
 @dataclass
-class PromptEmbeddings:
-    embeds: torch.Tensor  # (B, L, D), conditional
-    pooled: torch.Tensor | None = None  # (B, P) (SD3, Flux)
-    negative: torch.Tensor | None = None  # unconditional (empty prompt), when guidance > 1
-    negative_pooled: torch.Tensor | None = None
-    mask: torch.Tensor | None = None  # (B, L) valid text tokens (QwenImage: variable-length prompts)
-    negative_mask: torch.Tensor | None = None
-
-    def _map(self, fn: Any) -> PromptEmbeddings:
-        return PromptEmbeddings(**{k: None if v is None else fn(v) for k, v in vars(self).items()})
-
-    def repeat(self, n: int) -> PromptEmbeddings:
-        return self._map(lambda t: t.repeat_interleave(n, dim=0))
-
-    def select(self, index: torch.Tensor | list[int]) -> PromptEmbeddings:
-        return self._map(lambda t: t[index])
-
-
-@dataclass
 class ImageRollouts(Rollouts):
     """Rollouts whose completions are images. ``extra`` holds, flattened prompt-major (row = i * n + j):
     ``trajectory`` (B, W+1, C, h, w) before/after each SDE step, ``log_probs`` (B, W), ``means`` (B, W, C, h, w) of
@@ -169,16 +145,15 @@ class ImageRollouts(Rollouts):
 
 
 class DiffusionGenerator:
-    """Sample images with per-step log-probs from an SD3, Flux or QwenImage pipeline (``transformer`` may carry a
-    LoRA)."""
+    """Sample images with per-step log-probs from a supported pipeline (``transformer`` may carry a LoRA)."""
 
     def __init__(self, pipe: Any, sampling: DiffusionSampling | None = None, seed: int = 0):
         check_pipeline(pipe)
         self.pipe = pipe
-        self.kind = PIPELINE_KINDS[type(pipe).__name__]
-        self.flux = self.kind == "flux"
-        self.packed = self.kind in ("flux", "qwen")  # latents packed 2x2 into tokens, as these pipelines do
-        self.sampling = sampling or DiffusionSampling()
+        self.sampling = sampling = sampling or DiffusionSampling()
+        self.family = FAMILIES[type(pipe).__name__](
+            pipe, sampling.height, sampling.width, sampling.max_sequence_length
+        )
         self.rng = random.Random(seed)
         limit = getattr(pipe, "tokenizer_max_length", None) or getattr(pipe.tokenizer, "model_max_length", 77)
         self.max_prompt_tokens = int(limit)
@@ -199,26 +174,8 @@ class DiffusionGenerator:
 
     @torch.no_grad()
     def encode(self, prompts: list[str], guidance_scale: float | None = None) -> PromptEmbeddings:
-        if self.flux:  # guidance-distilled: the scale is a transformer input, there is no unconditional pass
-            embeds, pooled, _ = self.pipe.encode_prompt(
-                prompt=prompts,
-                prompt_2=None,
-                device=self.device,
-                max_sequence_length=self.sampling.max_sequence_length,
-            )
-            return PromptEmbeddings(embeds, pooled)
-        if self.kind == "qwen":
-            return self._qwen_encode(prompts, guidance_scale)
         cfg = (self.sampling.guidance_scale if guidance_scale is None else guidance_scale) > 1
-        embeds, negative, pooled, negative_pooled = self.pipe.encode_prompt(
-            prompt=prompts,
-            prompt_2=None,
-            prompt_3=None,
-            device=self.device,
-            do_classifier_free_guidance=cfg,
-            max_sequence_length=self.sampling.max_sequence_length,
-        )
-        return PromptEmbeddings(embeds, pooled, negative if cfg else None, negative_pooled if cfg else None)
+        return self.family.encode(prompts, cfg)
 
     # ------------------------------------------------------------------------------------------------ model
     @property
@@ -230,111 +187,13 @@ class DiffusionGenerator:
     ) -> torch.Tensor:
         """The (guided) velocity at ``latents``; differentiable when called with grad enabled."""
         t = timestep.to(latents.device).reshape(-1).expand(latents.shape[0])
-        if self.flux:
-            return self._flux_velocity(transformer, latents, t, emb, guidance)
-        if self.kind == "qwen":
-            return self._qwen_velocity(transformer, latents, t, emb, guidance)
-        if emb.negative is None or guidance <= 1:
-            return transformer(
-                hidden_states=latents,
-                timestep=t,
-                encoder_hidden_states=emb.embeds,
-                pooled_projections=emb.pooled,
-                return_dict=False,
-            )[0]
-        out = transformer(
-            hidden_states=torch.cat([latents, latents]),
-            timestep=torch.cat([t, t]),
-            encoder_hidden_states=torch.cat([emb.negative, emb.embeds]),
-            pooled_projections=torch.cat([emb.negative_pooled, emb.pooled]),
-            return_dict=False,
-        )[0]
-        uncond, cond = out.chunk(2)
-        return uncond + guidance * (cond - uncond)
-
-    def _flux_velocity(
-        self, transformer: Any, latents: torch.Tensor, t: torch.Tensor, emb: PromptEmbeddings, guidance: float
-    ) -> torch.Tensor:
-        """Flux: packed latents (B, h/2 * w/2, 4C), timesteps in [0, 1], the guidance scale embedded (FLUX.1-dev)."""
-        n, device, dtype = latents.shape[0], latents.device, latents.dtype
-        _, _, h, w = self.latent_shape(1)
-        config = self.pipe.transformer.config
-        scale = torch.full((n,), guidance, device=device, dtype=torch.float32) if config.guidance_embeds else None
-        return transformer(
-            hidden_states=latents,
-            timestep=t.to(dtype) / 1000,
-            guidance=scale,
-            pooled_projections=emb.pooled,
-            encoder_hidden_states=emb.embeds,
-            txt_ids=torch.zeros(emb.embeds.shape[1], 3, device=device, dtype=dtype),
-            img_ids=self.pipe._prepare_latent_image_ids(n, h // 2, w // 2, device, dtype),
-            return_dict=False,
-        )[0]
-
-    def _qwen_encode(self, prompts: list[str], guidance_scale: float | None) -> PromptEmbeddings:
-        """QwenImage: variable-length Qwen2.5-VL hidden states with masks; the negative prompt " " for true CFG; both
-        padded to one length so that a guided velocity is one batched pass."""
-        cfg = (self.sampling.guidance_scale if guidance_scale is None else guidance_scale) > 1
-
-        def encode(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-            embeds, mask = self.pipe.encode_prompt(prompt=texts, device=self.device)
-            if mask is None:  # the pipeline drops an all-ones mask
-                mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-            return embeds, mask
-
-        embeds, mask = encode(prompts)
-        if not cfg:
-            return PromptEmbeddings(embeds, mask=mask)
-        negative, negative_mask = encode([QWEN_NEGATIVE_PROMPT] * len(prompts))
-        length = max(embeds.shape[1], negative.shape[1])
-
-        def pad(t: torch.Tensor) -> torch.Tensor:
-            extra = length - t.shape[1]
-            return torch.cat([t, t.new_zeros(t.shape[0], extra, *t.shape[2:])], dim=1) if extra else t
-
-        return PromptEmbeddings(pad(embeds), negative=pad(negative), mask=pad(mask), negative_mask=pad(negative_mask))
-
-    def _qwen_velocity(
-        self, transformer: Any, latents: torch.Tensor, t: torch.Tensor, emb: PromptEmbeddings, guidance: float
-    ) -> torch.Tensor:
-        """QwenImage: packed latents, timesteps in [0, 1], true CFG rescaled to the conditional velocity's norm (as
-        the pipeline does), conditional and unconditional rows in one pass."""
-        n, dtype = latents.shape[0], latents.dtype
-        _, _, h, w = self.latent_shape(1)
-        cfg = emb.negative is not None and guidance > 1
-        rows = 2 * n if cfg else n
-        out = transformer(
-            hidden_states=torch.cat([latents, latents]) if cfg else latents,
-            timestep=(torch.cat([t, t]) if cfg else t).to(dtype) / 1000,
-            encoder_hidden_states=torch.cat([emb.embeds, emb.negative]) if cfg else emb.embeds,
-            encoder_hidden_states_mask=torch.cat([emb.mask, emb.negative_mask]) if cfg else emb.mask,
-            img_shapes=[[(1, h // 2, w // 2)]] * rows,
-            return_dict=False,
-        )[0]
-        if not cfg:
-            return out
-        cond, uncond = out.chunk(2)
-        guided = uncond + guidance * (cond - uncond)
-        return guided * (cond.norm(dim=-1, keepdim=True) / guided.norm(dim=-1, keepdim=True))
+        return self.family.velocity(transformer, latents, t, emb, guidance)
 
     def schedule(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(timesteps (steps,), sigmas (steps + 1,)) of the pipeline's flow-matching scheduler (Flux: the pipeline's
-        linear sigmas, shifted by image size when the scheduler uses dynamic shifting)."""
+        """(timesteps (steps,), sigmas (steps + 1,)) of the pipeline's flow-matching scheduler, set as its pipeline
+        sets them."""
+        self.family.set_timesteps(steps)
         scheduler = self.pipe.scheduler
-        if self.packed:
-            import numpy as np
-            from diffusers.pipelines.flux.pipeline_flux import calculate_shift
-
-            mu = None
-            if scheduler.config.get("use_dynamic_shifting"):
-                _, _, h, w = self.latent_shape(1)
-                c = scheduler.config
-                mu = calculate_shift((h // 2) * (w // 2), c.get("base_image_seq_len", 256),
-                                     c.get("max_image_seq_len", 4096), c.get("base_shift", 0.5),
-                                     c.get("max_shift", 1.15))  # fmt: skip
-            scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), device=self.device, mu=mu)
-        else:
-            scheduler.set_timesteps(steps, device=self.device)
         return scheduler.timesteps.clone(), scheduler.sigmas.clone().float()
 
     def window(self, steps: int) -> list[int]:
@@ -346,31 +205,13 @@ class DiffusionGenerator:
         start = self.rng.randint(0, last_start)
         return list(range(start, start + size))
 
-    def image_size(self) -> tuple[int, int]:
-        """(height, width) in pixels, checked against the VAE factor and the patch size (Flux: 2x2 packing)."""
-        pipe = self.pipe
-        size = pipe.default_sample_size * pipe.vae_scale_factor
-        height = self.sampling.height or size
-        width = self.sampling.width or size
-        multiple = pipe.vae_scale_factor * (2 if self.packed else pipe.patch_size)
-        if height % multiple or width % multiple:
-            raise VerirlError(
-                f"sampling: height and width must be multiples of {multiple} for this pipeline, got {height}x{width}"
-            )
-        return height, width
-
     def latent_shape(self, batch: int) -> tuple[int, int, int, int]:
         """The unpacked latent shape (batch, channels, h, w)."""
-        height, width = self.image_size()
-        f = self.pipe.vae_scale_factor
-        channels = self.pipe.transformer.config.in_channels // (4 if self.packed else 1)
-        return batch, channels, height // f, width // f
+        return self.family.latent_shape(batch)
 
     def initial_latents(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """Gaussian noise to start from, in the transformer's layout (Flux: packed)."""
-        shape = self.latent_shape(batch)
-        latents = torch.randn(shape, generator=generator)
-        return self.pipe._pack_latents(latents, *shape) if self.packed else latents
+        """Gaussian noise to start from, in the transformer's layout (Flux, QwenImage: packed)."""
+        return self.family.initial_latents(batch, generator)
 
     # --------------------------------------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -414,17 +255,7 @@ class DiffusionGenerator:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> list[Any]:
-        vae = self.pipe.vae
-        if self.packed:
-            latents = self.pipe._unpack_latents(latents, *self.image_size(), self.pipe.vae_scale_factor)
-        if self.kind == "qwen":  # a video VAE: per-channel statistics, one frame
-            stats = vae.config.latents_std, vae.config.latents_mean
-            std, mean = (torch.tensor(v, device=latents.device).view(1, -1, 1, 1, 1) for v in stats)
-            image = vae.decode((latents.float() * std + mean).to(vae.dtype), return_dict=False)[0][:, :, 0]
-        else:
-            latents = latents / vae.config.scaling_factor + vae.config.shift_factor
-            image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
-        return self.pipe.image_processor.postprocess(image, output_type="pil")
+        return self.pipe.image_processor.postprocess(self.family.decode_latents(latents), output_type="pil")
 
     def generate(self, prompts: list[Any], n: int = 1, sampling: SamplingParams | None = None) -> ImageRollouts:
         """The generator interface: ``n`` images per prompt (``sampling.seed`` seeds the noise; the
