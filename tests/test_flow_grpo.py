@@ -178,6 +178,23 @@ def test_ratio_norm_trains_and_its_clip_binds(pipe):
     assert any(not torch.equal(p, b) for p, b in zip(trainer.params, before, strict=True))
 
 
+def test_same_initial_noise_makes_a_group_differ_only_by_its_sde_steps(pipe):
+    gen = DiffusionGenerator(pipe, DiffusionSampling(noise_level=0.8, **SAMPLING), seed=0)
+    emb = gen.encode(["12", "345"]).repeat(2)
+    out = gen.sample(emb, seed=0, window=[0, 1], shared_noise=2)
+    start, final = out["trajectory"][:, 0], out["latents"]
+    assert torch.equal(start[0], start[1]) and torch.equal(start[2], start[3]) and not torch.equal(start[1], start[2])
+    assert not torch.allclose(final[0], final[1])  # the SDE steps' noise still differs within the group
+    ode = gen.sample(emb, seed=0, noise_level=0.0, window=[], shared_noise=2)["latents"]
+    assert torch.allclose(ode[0], ode[1]) and not torch.allclose(ode[1], ode[2])
+    config = FlowGRPOConfig(noise_level=0.8, sde_window=2, group_size=2, prompts_per_step=2, same_initial_noise=True,
+                            **SAMPLING)  # fmt: skip
+    trainer = FlowGRPOTrainer(pipe, config, [brightness_reward], lora={"r": 2, "lora_alpha": 2})
+    assert trainer.step(["12", "345"])["metrics"]["trained_samples"] == 4
+    with pytest.raises(ValueError, match="shared_noise: 4 rows do not form runs of 3"):
+        gen.sample(emb, shared_noise=3)
+
+
 def test_images_without_a_reward_are_left_out_not_fatal(pipe):
     def half_none(prompts, completions, **kwargs):
         return [None if i % 2 else float(i) for i in range(len(completions))]

@@ -221,14 +221,21 @@ class DiffusionGenerator:
         seed: int | None = None,
         noise_level: float | None = None,
         window: list[int] | None = None,
+        shared_noise: int = 1,
     ) -> dict[str, Any]:
-        """Denoise from noise for each row of ``emb``: final latents plus the SDE window's latents and log-probs."""
+        """Denoise from noise for each row of ``emb``: final latents plus the SDE window's latents and log-probs.
+        ``shared_noise`` = n: each run of n consecutive rows starts from the same initial noise (a GRPO group then
+        differs only by its SDE steps' noise)."""
         s = self.sampling
         noise_level = s.noise_level if noise_level is None else noise_level
         timesteps, sigmas = self.schedule(s.num_inference_steps)
         window = self.window(len(timesteps)) if window is None else window
         generator = torch.Generator(device="cpu").manual_seed(seed if seed is not None else self.rng.randrange(2**31))
-        latents = self.initial_latents(emb.embeds.shape[0], generator).to(self.device, emb.embeds.dtype)
+        rows = emb.embeds.shape[0]
+        if rows % shared_noise:
+            raise ValueError(f"shared_noise: {rows} rows do not form runs of {shared_noise}")
+        latents = self.initial_latents(rows // shared_noise, generator).repeat_interleave(shared_noise, dim=0)
+        latents = latents.to(self.device, emb.embeds.dtype)
         sigma_below_one = float(sigmas[1]) if len(sigmas) > 1 else 0.999
         trajectory, log_probs, means = [], [], []
         for i, t in enumerate(timesteps):

@@ -9,7 +9,8 @@ From the paper: SDE rollouts with per-step log-probs (:mod:`verirl.generators.di
 advantages ``(r - mean) / (std + 1e-4)``, the clipped-ratio objective on every SDE step of the window, a KL penalty
 to the reference model (here in velocity space, ``mean((v - v_ref)^2)``, as TextPecker's configs use; the
 reference is the same transformer with the LoRA disabled), classifier-free guidance in rollouts and training,
-gradients accumulated over the window's timesteps, optional EMA of the LoRA weights.
+gradients accumulated over the window's timesteps, optional EMA of the LoRA weights, optionally one initial noise per
+group (``same_initial_noise``, the authors' ``same_latent``).
 Our choices: rewards are combined as TRL does (weighted sum; a sample only drops out when every reward is None),
 samples without a reward are left out of their group's statistics and of the loss, a group whose rewards are all
 equal contributes nothing, advantages are clipped to ``adv_clip_max``.
@@ -77,6 +78,7 @@ class FlowGRPOConfig:
     width: int | None = None
     max_sequence_length: int = 77  # T5 tokens (zero tokens when the pipeline has no T5)
     group_size: int = 8  # images per prompt
+    same_initial_noise: bool = False  # a group's images start from one noise and differ only by the SDE steps
     prompts_per_step: int = 4  # per process
     # optimisation
     max_steps: int = 100
@@ -308,7 +310,7 @@ class FlowGRPOTrainer:
         emb = gen.encode(list(prompts)).repeat(g)
         self.model.eval()
         with self.accelerator.autocast():
-            rollout = gen.sample(emb)
+            rollout = gen.sample(emb, shared_noise=g if c.same_initial_noise else 1)
         images = gen.decode(rollout["latents"])
         flat_prompts = [p for p in prompts for _ in range(g)]
         flat_columns = {k: [v for v in values for _ in range(g)] for k, values in columns.items()}
