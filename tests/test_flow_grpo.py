@@ -3,7 +3,9 @@ on a tiny random SD3 pipeline (real diffusers, real peft LoRA, real accelerate).
 
 import json
 import math
+import os
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -339,8 +341,10 @@ def _recipe(pipeline_dir, out, **args):
 
 def test_verirl_train_runs_flow_grpo_end_to_end_and_the_lora_loads(tiny_pipeline_dir, write_recipe, tmp_path):
     out = tmp_path / "run"
-    recipe = write_recipe(_recipe(tiny_pipeline_dir, out, ema=True, kl_beta=0.01))
-    proc = subprocess.run([VERIRL, "train", str(recipe)], capture_output=True, text=True, timeout=600)
+    recipe = write_recipe(_recipe(tiny_pipeline_dir, out, ema=True, kl_beta=0.01, report_to=["tensorboard", "trackio"],
+                                  project="verirl-test"))  # fmt: skip
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio")}
+    proc = subprocess.run([VERIRL, "train", str(recipe)], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "eval_results.json").read_text())
     assert results["train"]["steps"] == 2 and {"before", "after"} <= set(results)
@@ -348,6 +352,11 @@ def test_verirl_train_runs_flow_grpo_end_to_end_and_the_lora_loads(tiny_pipeline
     assert [r["step"] for r in lines] == [1, 2] and all("rewards/brightness" in r for r in lines)
     assert (out / "checkpoint-1" / "trainer_state.json").is_file() and (out / "eval_after.png").is_file()
     assert list((out / "runs").iterdir())  # tensorboard events
+    logs = _trackio_logs(env, "verirl-test", "run")  # the run is named after its output directory
+    assert [r["step"] for r in logs if "reward" in r] == [1, 2]
+    images = {k: r[k] for r in logs for k in r if k in ("rollouts", "eval_before", "eval_after")}
+    assert set(images) == {"rollouts", "eval_before", "eval_after"}
+    assert all((tmp_path / "trackio" / "media" / v["file_path"]).is_file() for v in images.values())
     card = (out / "README.md").read_text()
     assert "text-to-image" in card and "load_lora_weights" in card
     pipe = load_pipeline(str(tiny_pipeline_dir))
@@ -358,10 +367,20 @@ def test_verirl_train_runs_flow_grpo_end_to_end_and_the_lora_loads(tiny_pipeline
 
     # --resume continues after the last complete checkpoint; nothing already written is lost
     proc = subprocess.run([VERIRL, "train", str(out / "recipe.yaml"), "--resume", "--set", "args.max_steps=3"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+                          capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert [r["step"] for r in _trackio_logs(env, "verirl-test", "run") if "reward" in r] == [1, 2, 3]
     assert (out / "checkpoint-1").is_dir() and (out / "checkpoint-3").is_dir()
+
+
+def _trackio_logs(env: dict[str, str], project: str, run: str) -> list[dict]:
+    """What trackio stored for a run, read back by trackio itself (it fixes its directory at import)."""
+    code = ("import json, sys; from trackio.sqlite_storage import SQLiteStorage as S; "
+            "print(json.dumps(S.get_logs(sys.argv[1], sys.argv[2]), default=str))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, project, run], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize(
@@ -371,6 +390,7 @@ def test_verirl_train_runs_flow_grpo_end_to_end_and_the_lora_loads(tiny_pipeline
         ({"args": {"group_size": 1}}, "args.group_size: GRPO needs at least 2 images per prompt"),
         ({"args": {"preset": "sdxl"}}, "args.preset: unknown 'sdxl'"),
         ({"args": {"num_generations": 4}}, "args.num_generations"),
+        ({"args": {"report_to": ["wandb"]}}, "args.report_to: expected any of tensorboard, trackio, none"),
         ({"generator": {"backend": "hf"}}, "generator.backend: expected one of: diffusers for trainer flow_grpo"),
         ({"model": {"name": "/nonexistent/pipe"}}, "model: /nonexistent/pipe: no such directory"),
         ({"model": {"name": "tests", "lora": {"r": 4}}}, "no model_index.json"),

@@ -97,9 +97,12 @@ class FlowGRPOConfig:
     seed: int = 0
     # outputs
     logging_steps: int = 1
-    image_log_steps: int = 10  # image grid to tensorboard every N steps (0 = never)
+    image_log_steps: int = 10  # image grid to tensorboard / trackio every N steps (0 = never)
     save_steps: int = 0  # checkpoint-N every N steps (0 = only at the end)
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # tensorboard, trackio, none
+    project: str = "verirl"  # trackio project (as transformers' TrainingArguments.project)
+    run_name: str | None = None  # trackio run name (default: the output directory's name)
+    trackio_space_id: str | None = None  # log to this Hugging Face Space instead of locally
     eval_seed: int = 1234
 
 
@@ -145,6 +148,11 @@ def check_config(config: FlowGRPOConfig) -> None:
         value = getattr(config, name)
         if value is not None and value < 8:
             raise ValueError(f"{name}: expected at least 8 pixels, got {value}")
+    if isinstance(config.report_to, str):  # `report_to: trackio`, as transformers accepts it
+        config.report_to = [config.report_to]
+    unknown = [r for r in config.report_to if r not in ("tensorboard", "trackio", "none")]
+    if unknown:
+        raise ValueError(f"report_to: expected any of tensorboard, trackio, none; got {unknown[0]!r}")
 
 
 def combine_rewards(per_reward: list[list[float | None]], weights: list[float]) -> list[float | None]:

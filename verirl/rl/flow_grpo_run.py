@@ -1,12 +1,14 @@
 """A ``trainer: flow_grpo`` recipe, run by the training worker (one process per accelerate rank).
 
 Loads the pipeline and prompts, evaluates held-out prompts (one deterministic image each, scored by the eval
-reward), runs :class:`~verirl.rl.flow_grpo.FlowGRPOTrainer`, logs metrics (``metrics.jsonl``, tensorboard scalars and
-image grids), writes checkpoints, saves the LoRA, evaluates again, writes the model card and pushes if asked.
+reward), runs :class:`~verirl.rl.flow_grpo.FlowGRPOTrainer`, logs metrics (``metrics.jsonl``; tensorboard and/or
+trackio scalars and image grids of the rollouts and of the held-out images), writes checkpoints, saves the LoRA,
+evaluates again, writes the model card and pushes if asked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -58,36 +60,64 @@ def evaluate_images(
 
 
 class _Logger:
-    """metrics.jsonl (appended) and, where tensorboard is installed and asked for, scalars and image grids."""
+    """metrics.jsonl (appended) and, where asked for and installed, tensorboard and trackio: scalars and image grids.
 
-    def __init__(self, out: Path, report_to: list[str], enabled: bool):
+    trackio logs locally (``$TRACKIO_DIR``, default ``~/.cache/huggingface/trackio``; ``trackio show`` opens the
+    dashboard) or to ``trackio_space_id``; a missing package is a warning, not an error."""
+
+    def __init__(self, out: Path, config: Any, enabled: bool, resume: bool = False):
         self.path = out / outputs.METRICS
         self.enabled = enabled
         self.writer = None
-        if enabled and "tensorboard" in report_to:
+        self.trackio = None
+        if not enabled:
+            return
+        if "tensorboard" in config.report_to:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(str(out / "runs"))
             except ImportError:
                 logger.warning("tensorboard is not installed; metrics go to %s only", self.path)
+        if "trackio" in config.report_to:
+            try:
+                import trackio
+            except ImportError:
+                logger.warning("trackio is not installed (pip install 'verirl[trackio]'); not logging to it")
+            else:
+                trackio.init(
+                    project=config.project,
+                    name=config.run_name or out.resolve().name,
+                    config=dataclasses.asdict(config),
+                    space_id=config.trackio_space_id,
+                    resume="allow" if resume else "never",
+                )
+                self.trackio = trackio
 
     def scalars(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
         append_metrics(self.path, step, metrics)
+        finite = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
         if self.writer is not None:
-            for k, v in metrics.items():
-                if isinstance(v, int | float) and v is not None and math.isfinite(v):
-                    self.writer.add_scalar(k, v, step)
+            for k, v in finite.items():
+                self.writer.add_scalar(k, v, step)
+        if self.trackio is not None:
+            self.trackio.log(finite, step=step)
 
-    def images(self, tag: str, step: int, grid: np.ndarray) -> None:
-        if self.enabled and self.writer is not None:
+    def images(self, tag: str, step: int, grid: np.ndarray, caption: str | None = None) -> None:
+        if not self.enabled:
+            return
+        if self.writer is not None:
             self.writer.add_image(tag, grid, step, dataformats="HWC")
+        if self.trackio is not None:
+            self.trackio.log({tag: self.trackio.Image(grid, caption=caption)}, step=step)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.trackio is not None:
+            self.trackio.finish()
 
 
 def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
@@ -121,7 +151,7 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
     eval_prompts = [prompt_text(p) for p in eval_ds["prompt"]] if eval_ds is not None else []
     trainer.generator.check_prompts(eval_prompts, "data: eval prompt")
     eval_columns = {c: list(eval_ds[c]) for c in eval_ds.column_names if c != "prompt"} if eval_prompts else {}
-    log = _Logger(out, config.report_to, main)
+    log = _Logger(out, config, main, resume)
 
     results = outputs.read_results(out) if resume else {}
     results.setdefault("model", {"spec": recipe.model.name, "kind": "diffusers pipeline", "base_model": ""})
@@ -145,6 +175,8 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
         result["reward"] = eval_name
         results[which] = result
         _save_grid(images[:64], out / f"eval_{which}.png")
+        if images:
+            log.images(f"eval_{which}", trainer.global_step, image_grid(images[:64], min(8, len(images))))
         logger.info("held-out %s >= %g: %.1f%% %s training", eval_name, recipe.eval.threshold,
                     100 * result["accuracy"], which)  # fmt: skip
         outputs.write_json_atomic(out / outputs.RESULTS, results)
@@ -181,16 +213,18 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
             logger.info("step %d/%d  reward %s  kl %.4g  %.1fs", step, config.max_steps,
                         _fmt(metrics.get("reward")), metrics.get("kl") or 0.0, metrics["step_seconds"])  # fmt: skip
         if config.image_log_steps and step % config.image_log_steps == 0:
-            log.images("rollouts", step, image_grid(step_out["images"][: 8 * config.group_size], config.group_size))
+            shown = prompts[:8]
+            log.images("rollouts", step, image_grid(step_out["images"][: len(shown) * config.group_size],
+                                                    config.group_size), caption=" | ".join(shown))  # fmt: skip
         if config.save_steps and step % config.save_steps == 0 and step < config.max_steps and main:
             _save_checkpoint(trainer, out / f"checkpoint-{step}")
     train_seconds = time.time() - train_start
-    log.close()
     accelerator.wait_for_everyone()
     if main:
         trainer.save_lora(out)
         _save_checkpoint(trainer, out / f"checkpoint-{trainer.global_step}")
     run_eval("after")
+    log.close()
     if main:
         results["train"] = {
             "processes": world,
