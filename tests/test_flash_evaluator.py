@@ -45,7 +45,15 @@ SMALL = dict(
 
 def _model(**overrides):
     torch.manual_seed(0)
-    return FlashEvaluator(FlashEvaluatorConfig(**{**SMALL, **overrides})).eval()
+    model = FlashEvaluator(FlashEvaluatorConfig(**{**SMALL, **overrides})).eval()
+    with torch.no_grad():
+        for layer in model.token_cross:  # trained values, not the zero init: the own-candidate bias must matter
+            layer.own_bias.normal_()
+    return model
+
+
+# the checks of the joint structure hold without and with the token-level cross-candidate layers
+token_cross = pytest.mark.parametrize("token_cross", [0, 1])
 
 
 def test_awkward_groups_have_defined_results():
@@ -76,48 +84,62 @@ def test_joint_scoring_is_one_pass_and_pointwise_is_one_per_candidate(monkeypatc
         assert calls["context"] == (1 if cross else 16)
 
 
-def test_dedup_gives_the_same_scores_and_keeps_vote_counts():
-    model = _model()
-    plain = FlashEvaluator(FlashEvaluatorConfig(**{**SMALL, "dedup": False})).eval()
+@token_cross
+def test_dedup_gives_the_same_scores_and_keeps_vote_counts(token_cross):
+    model = _model(token_cross_layers=token_cross)
+    plain = FlashEvaluator(FlashEvaluatorConfig(**{**SMALL, "dedup": False, "token_cross_layers": token_cross})).eval()
     plain.load_state_dict(model.state_dict())
+    for candidates in (["4", "5", "4", "4", "3", "5"], ["44", "55", "44", "44", "33", "55"]):  # padded, packed
+        assert model.score_group("2+2", candidates) == pytest.approx(plain.score_group("2+2", candidates), abs=1e-5)
     candidates = ["4", "5", "4", "4", "3", "5"]
     assert model.score_group("2+2", candidates) == pytest.approx(plain.score_group("2+2", candidates), abs=1e-5)
     scores = model.score_group("2+2", candidates)
     assert scores[0] == pytest.approx(scores[2], abs=1e-6) and scores[1] == pytest.approx(scores[5], abs=1e-6)
 
 
+@token_cross
 @pytest.mark.parametrize("cross", [True, False])
-def test_packed_scoring_matches_the_padded_batch_forward(cross):
+def test_packed_scoring_matches_the_padded_batch_forward(cross, token_cross):
     """score_group packs the candidates' tokens (no padding); training's forward pads them: same scores."""
     from verirl.verifiers.flash_evaluator import _batch
 
-    model = _model(cross_candidate=cross)
+    model = _model(cross_candidate=cross, token_cross_layers=token_cross)
     candidates = ["4", "the answer is 17", "", "x" * 100, "4", "five"]
     group = Group(context=[{"role": "user", "content": "What is 2+2?"}], candidates=candidates, rewards=[0.0] * 6)
-    ctx_ids, ctx_mask, ids, mask, present, _, features = _batch(model, [group])
+    short = Group(context="2+3", candidates=["5", "six"], rewards=[1.0, 0.0])  # 4 empty slots in the batch
+    ctx_ids, ctx_mask, ids, mask, present, _, features = _batch(model, [group, short])
     with torch.no_grad():
-        padded = model(ctx_ids, ctx_mask, ids, mask, present, features)[0]
-    assert model.score_group(group.context, candidates) == pytest.approx(padded.tolist(), abs=1e-5)
+        padded = model(ctx_ids, ctx_mask, ids, mask, present, features)
+    assert model.score_group(group.context, candidates) == pytest.approx(padded[0].tolist(), abs=1e-5)
+    assert model.score_group(short.context, short.candidates) == pytest.approx(padded[1, :2].tolist(), abs=1e-5)
 
 
-def test_scores_are_permutation_equivariant():
-    model = _model()
+@token_cross
+def test_scores_are_permutation_equivariant(token_cross):
+    model = _model(token_cross_layers=token_cross)
     candidates = ["a", "bb", "ccc", "dddd"]
     scores = model.score_group("ctx", candidates)
     reordered = model.score_group("ctx", candidates[::-1])
     assert reordered == pytest.approx(scores[::-1], abs=1e-5)
 
 
-def test_joint_scores_depend_on_the_other_candidates_pointwise_do_not():
-    joint, single = _model(), _model(cross_candidate=False)
+@token_cross
+def test_joint_scores_depend_on_the_other_candidates_pointwise_do_not(token_cross):
+    joint, single = (
+        _model(token_cross_layers=token_cross),
+        _model(cross_candidate=False, token_cross_layers=token_cross),
+    )
     for model, depends in ((joint, True), (single, False)):
         a = model.score_group("ctx", ["same", "other"])[0]
         b = model.score_group("ctx", ["same", "something else entirely"])[0]
         assert (abs(a - b) > 1e-6) is depends
 
 
-def test_joint_and_pointwise_have_the_same_parameter_count():
-    assert _model().num_parameters() == _model(cross_candidate=False).num_parameters()
+@token_cross
+def test_joint_and_pointwise_have_the_same_parameter_count(token_cross):
+    joint = _model(token_cross_layers=token_cross).num_parameters()
+    assert joint == _model(cross_candidate=False, token_cross_layers=token_cross).num_parameters()
+    assert (joint > _model(token_cross_layers=0).num_parameters()) is bool(token_cross)
 
 
 def test_save_and_load_roundtrip(tmp_path):
@@ -130,6 +152,18 @@ def test_save_and_load_roundtrip(tmp_path):
 
     with pytest.raises(VerirlError, match="evaluator_config.json"):
         FlashEvaluator.from_pretrained(tmp_path)
+
+
+def test_an_evaluator_saved_before_token_cross_layers_existed_still_loads(tmp_path):
+    model = _model(token_cross_layers=0)
+    model.save_pretrained(tmp_path / "old")
+    config_file = tmp_path / "old" / "evaluator_config.json"
+    raw = json.loads(config_file.read_text())
+    del raw["token_cross_layers"]  # what an evaluator saved by an earlier verirl has
+    config_file.write_text(json.dumps(raw))
+    loaded = FlashEvaluator.from_pretrained(tmp_path / "old")
+    assert loaded.config.token_cross_layers == 0
+    assert loaded.score_group("c", ["x", "y"]) == pytest.approx(model.score_group("c", ["x", "y"]))
 
 
 def test_losses_by_hand():
