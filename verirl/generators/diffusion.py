@@ -22,6 +22,7 @@ Supported pipelines: SD3, Flux and QwenImage (:mod:`verirl.generators.pipelines`
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -58,7 +59,9 @@ def load_pipeline(name: str, dtype: torch.dtype | str = torch.float32) -> Any:
     if path.exists() and not (path / "model_index.json").is_file():
         raise VerirlError(f"model {name!r}: directory has no model_index.json (expected a diffusers pipeline)")
     kwargs: dict[str, Any] = {} if dtype == "auto" else {"dtype": dtype}
-    sd3 = path.exists() and '"StableDiffusion3Pipeline"' in (path / "model_index.json").read_text()
+    sd3 = path.exists() and json.loads((path / "model_index.json").read_text()).get("_class_name") == (
+        "StableDiffusion3Pipeline"
+    )
     if sd3 and not (path / "text_encoder_3").is_dir():
         kwargs.update(text_encoder_3=None, tokenizer_3=None)  # SD3 without T5: allowed, and much smaller
     pipe = DiffusionPipeline.from_pretrained(str(path) if path.exists() else name, **kwargs)
@@ -115,20 +118,30 @@ def sde_step(
     ``prev_sample`` given: its log-prob under the step's Gaussian (recomputation during training); otherwise a new
     sample is drawn. ``noise_level`` 0: the Euler (ODE) step, log-prob 0.
     """
-    dtype = latents.dtype
-    x, v = latents.float(), velocity.float()
-    reduce_dims = tuple(range(1, x.ndim))
-    mean, std = sde_gaussian(v, x, sigma, sigma_next, noise_level, sigma_below_one)
-    if noise_level == 0:  # std 0: the mean is exactly the Euler step x + v dt
+    mean, std = sde_gaussian(velocity, latents, sigma, sigma_next, noise_level, sigma_below_one)
+    return gaussian_step(mean, std, latents.dtype, noise_level == 0, prev_sample, generator)
+
+
+def gaussian_step(
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    dtype: torch.dtype,
+    deterministic: bool = False,
+    prev_sample: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sde_step` from the step's Gaussian (:func:`sde_gaussian`); ``deterministic``: std 0, the mean is
+    exactly the Euler step x + v dt, log-prob 0."""
+    if deterministic:
         out = mean if prev_sample is None else prev_sample.float()
-        return out.to(dtype), torch.zeros(x.shape[0], device=x.device)
+        return out.to(dtype), torch.zeros(mean.shape[0], device=mean.device)
     if prev_sample is None:
-        gen_device = generator.device if generator is not None else x.device
-        noise = torch.randn(x.shape, generator=generator, device=gen_device, dtype=torch.float32).to(x.device)
-        prev_sample = mean + std * noise
+        gen_device = generator.device if generator is not None else mean.device
+        noise = torch.randn(mean.shape, generator=generator, device=gen_device, dtype=torch.float32)
+        prev_sample = mean + std * noise.to(mean.device)
     prev = prev_sample.float()
     log_prob = -((prev.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - _LOG_SQRT_2PI
-    return prev.to(dtype), log_prob.mean(dim=reduce_dims)
+    return prev.to(dtype), log_prob.mean(dim=tuple(range(1, mean.ndim)))
 
 
 @dataclass
@@ -243,10 +256,10 @@ class DiffusionGenerator:
             level = noise_level if i in window else 0.0
             if window and i == window[0]:
                 trajectory.append(latents)
-            if i in window:  # the step's Gaussian mean, for GRPO-Guard's ratio normalisation in training
-                means.append(sde_gaussian(v, latents, sigmas[i], sigmas[i + 1], level, sigma_below_one)[0])
-            latents, lp = sde_step(v, latents, sigmas[i], sigmas[i + 1], level, sigma_below_one, generator=generator)
+            mean, std = sde_gaussian(v, latents, sigmas[i], sigmas[i + 1], level, sigma_below_one)
+            latents, lp = gaussian_step(mean, std, latents.dtype, level == 0, generator=generator)
             if i in window:
+                means.append(mean)  # the step's Gaussian mean, for GRPO-Guard's ratio normalisation in training
                 trajectory.append(latents)
                 log_probs.append(lp)
         return {

@@ -40,21 +40,22 @@ SD3_LORA_TARGETS = [
     "attn.add_v_proj",
     "attn.to_add_out",
 ]
-# TextPecker's Flux and QwenImage LoRAs: the attention projections and the dual-stream feed-forwards, r 64, alpha 128
-WIDE_LORA_DEFAULTS = {"r": 64, "lora_alpha": 128}
-LORA_TARGETS = {
-    "SD3Transformer2DModel": SD3_LORA_TARGETS,
-    "FluxTransformer2DModel": [*SD3_LORA_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
-                               "ff_context.net.2"],
-    "QwenImageTransformer2DModel": [*SD3_LORA_TARGETS, "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj",
-                                    "txt_mlp.net.2"],
+# Per transformer class: TextPecker's LoRA targets and the r/alpha that replace LORA_DEFAULTS' (Flux and QwenImage:
+# the attention projections and the dual-stream feed-forwards, r 64, alpha 128)
+_WIDE = {"r": 64, "lora_alpha": 128}
+LORA_BY_TRANSFORMER: dict[str, tuple[list[str], dict[str, int]]] = {
+    "SD3Transformer2DModel": (SD3_LORA_TARGETS, {}),
+    "FluxTransformer2DModel": ([*SD3_LORA_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
+                                "ff_context.net.2"], _WIDE),
+    "QwenImageTransformer2DModel": ([*SD3_LORA_TARGETS, "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj",
+                                     "txt_mlp.net.2"], _WIDE),
 }  # fmt: skip
 
 # The per-backbone settings of the TextPecker release (ALGORITHMS.md §2); `preset:` fills what a recipe leaves unset.
 PRESETS: dict[str, dict[str, Any]] = {
     "sd3.5-medium": dict(num_inference_steps=40, guidance_scale=4.5, noise_level=0.9, sde_window=12, group_size=24,
                          learning_rate=1e-4, clip_range=2e-6, ratio_norm=True, kl_beta=1e-4, ema=True, height=512,
-                       width=512),
+                         width=512),
     "flux.1-dev": dict(num_inference_steps=28, guidance_scale=3.5, noise_level=0.9, sde_window=9, group_size=24,
                        learning_rate=1e-4, clip_range=2e-6, ratio_norm=True, kl_beta=1e-4, ema=True, height=512,
                        width=512),
@@ -241,12 +242,10 @@ def add_lora(transformer: Any, lora: dict[str, Any] | None) -> list[torch.nn.Par
     r = 64, alpha = 128, also on the feed-forwards; gaussian init (B = 0: the policy starts equal to the reference)."""
     from peft import LoraConfig
 
-    kind = type(transformer).__name__
-    wide = kind in ("FluxTransformer2DModel", "QwenImageTransformer2DModel")
-    values = {**LORA_DEFAULTS, **(WIDE_LORA_DEFAULTS if wide else {}), **(lora or {})}
+    targets, rank = LORA_BY_TRANSFORMER.get(type(transformer).__name__, (SD3_LORA_TARGETS, {}))
+    values = {**LORA_DEFAULTS, **rank, **(lora or {})}
     if "target_modules" not in values:
         names = {n for n, _ in transformer.named_modules()}
-        targets = LORA_TARGETS.get(kind, SD3_LORA_TARGETS)
         values["target_modules"] = [t for t in targets if any(n.endswith(t) for n in names)]
     transformer.requires_grad_(False)
     transformer.add_adapter(LoraConfig(**values))
