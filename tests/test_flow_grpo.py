@@ -287,6 +287,16 @@ def test_packed_pipelines_ode_sampling_equals_the_diffusers_pipeline(packed_pipe
 
 
 @pytest.mark.parametrize("packed_pipeline_dir", ["flux", "qwen"], indirect=True)
+def test_dry_run_shows_the_backbones_default_lora_rank(packed_pipeline_dir, write_recipe, tmp_path):
+    _, path = packed_pipeline_dir
+    data = _recipe(path, tmp_path / "out")
+    data["model"] = {"name": str(path)}  # no r set: TextPecker's Flux/QwenImage default applies
+    proc = subprocess.run([VERIRL, "train", str(write_recipe(data)), "--dry-run"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LoRA r=64)" in proc.stdout
+
+
+@pytest.mark.parametrize("packed_pipeline_dir", ["flux", "qwen"], indirect=True)
 def test_packed_pipelines_recompute_log_probs_train_the_lora_and_it_loads(packed_pipeline_dir, tmp_path):
     kind, path = packed_pipeline_dir
     pipe = load_pipeline(str(path))

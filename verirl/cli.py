@@ -174,9 +174,12 @@ def _model_line(recipe: Any) -> str:
 
     if recipe.trainer == "flow_grpo":
         kind = "local diffusers pipeline" if Path(recipe.model.name).expanduser().exists() else "hub"
-        from verirl.rl.flow_grpo import LORA_DEFAULTS
+        from verirl.rl.flow_grpo import LORA_BY_TRANSFORMER, LORA_DEFAULTS
 
-        lora = {**LORA_DEFAULTS, **(recipe.model.lora or {})}
+        index = Path(recipe.model.name).expanduser() / "model_index.json"
+        transformer = json.loads(index.read_text()).get("transformer", [None, None])[1] if index.is_file() else None
+        rank = LORA_BY_TRANSFORMER.get(transformer, (None, {}))[1]  # the Hub's pipeline class is known only at load
+        lora = {**LORA_DEFAULTS, **rank, **(recipe.model.lora or {})}
         return f"{recipe.model.name} ({kind}; dtype {recipe.model.dtype}, LoRA r={lora['r']})"
     source = classify_model(recipe.model.name)
     model_line = f"{recipe.model.name} ({source.kind}"
