@@ -34,12 +34,14 @@ quickstart: $(STAMP)
 	$(BIN)/verirl train recipes/quickstart.yaml --overwrite
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check verirl tests bench
 	$(BIN)/ruff format --check verirl tests bench
 

@@ -30,9 +30,8 @@ KS = (4, 8, 16, 32, 64)
 
 def synthetic_groups(n_prompts: int, k: int, seed: int, n_eval: int = 0, max_operand: int = 50):
     """NoisyArithmeticGenerator groups for ``n_prompts`` training prompts (and ``n_eval`` disjoint held-out ones)."""
-    from verirl.data import load_data
+    from verirl.data import DataSpec, load_data
     from verirl.generators import SamplingParams
-    from verirl.recipes import DataSpec
     from verirl.rewards.builtin import number_match
     from verirl.testing import NoisyArithmeticGenerator
     from verirl.verifiers.groups import build_groups
@@ -50,11 +49,10 @@ def timing_groups_from_model(model: str, n_prompts: int, seed: int):
     """64 SmolLM2 samples per prompt (held-out arithmetic), for realistic duplication in the timing groups."""
     import torch
 
-    from verirl.data import load_data
+    from verirl.data import DataSpec, load_data
     from verirl.generators import SamplingParams
     from verirl.generators.hf import HFGenerator
     from verirl.models import load_model
-    from verirl.recipes import DataSpec
     from verirl.rewards.builtin import number_match
     from verirl.verifiers.groups import build_groups
 

@@ -35,9 +35,10 @@ def main() -> None:
 
     from verirl.data import load_data
     from verirl.models import load_model
-    from verirl.recipes import build_trainer_config, validate
+    from verirl.recipes import validate
     from verirl.rewards.builtin import number_match
     from verirl.rl.callbacks import MetricsJSONLCallback
+    from verirl.rl.config import build_trainer_config
     from verirl.rl.grpo import build_grpo_trainer
 
     work = Path(tempfile.mkdtemp(prefix="verirl-bench-"))

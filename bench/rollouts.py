@@ -93,7 +93,8 @@ def phase_grpo(args: argparse.Namespace, backend: str) -> dict:
 
     from verirl.data import load_data
     from verirl.models import load_model
-    from verirl.recipes import build_trainer_config, load_recipe
+    from verirl.recipes import load_recipe
+    from verirl.rl.config import build_trainer_config
     from verirl.rl.grpo import build_grpo_trainer
 
     out_dir = tempfile.mkdtemp(prefix="bench-rollouts-")

@@ -236,9 +236,8 @@ def test_training_learns_to_select():
 
 
 def test_groups_from_a_generator_and_roundtrip(tmp_path):
-    from verirl.data import load_data
+    from verirl.data import DataSpec, load_data
     from verirl.generators import SamplingParams
-    from verirl.recipes import DataSpec
     from verirl.rewards.builtin import number_match
     from verirl.testing import NoisyArithmeticGenerator
     from verirl.verifiers.groups import build_groups
@@ -259,9 +258,9 @@ def test_groups_from_a_generator_and_roundtrip(tmp_path):
 
 def test_reward_evaluator_best_of_k_and_dpo_pairs():
     from verirl.generators import SamplingParams
-    from verirl.generators.best_of_k import BestOfK
     from verirl.rewards.builtin import number_match
     from verirl.testing import NoisyArithmeticGenerator
+    from verirl.verifiers.best_of_k import BestOfK
 
     prompt = [{"role": "user", "content": "What is 12+30? Answer with just the number."}]
     oracle = RewardEvaluator(number_match, {"answer": "42"})

@@ -428,7 +428,7 @@ def test_a_prompt_longer_than_the_tokenizer_allows_stops_the_run_in_one_line(tin
 
 
 def test_presets_fill_only_unset_fields():
-    from verirl.recipes import build_trainer_config
+    from verirl.rl.config import build_trainer_config
 
     config = build_trainer_config("flow_grpo", {"preset": "sd3.5-medium", "group_size": 4}, "out")
     assert (config.num_inference_steps, config.noise_level, config.sde_window, config.clip_range) == (

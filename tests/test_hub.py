@@ -134,3 +134,32 @@ def test_offline_mode_is_reported_without_retrying(run_dir, monkeypatch):
 def test_push_refuses_a_directory_without_a_model(tmp_path, capsys):
     assert main(["push", str(tmp_path), "--repo-id", "me/empty"]) == 2
     assert "holds no model" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def flow_run_dir(tmp_path):
+    """A finished Flow-GRPO run: its output holds the LoRA in diffusers' format, no config.json."""
+    out = tmp_path / "flow-run"
+    out.mkdir()
+    (out / "pytorch_lora_weights.safetensors").write_bytes(b"lora")
+    recipe = {"trainer": "flow_grpo", "model": "me/pipe", "data": {"builtin": "glyph"}, "rewards": ["ocr_match"]}
+    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (out / "eval_results.json").write_text(json.dumps({"train": {"steps": 2, "seconds": 1.0}}))
+    return out
+
+
+def test_push_of_a_flow_grpo_run_finds_its_lora(flow_run_dir, monkeypatch, capsys):
+    with FakeHub(TOKEN) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        assert main(["push", str(flow_run_dir), "--repo-id", "me/glyph-lora"]) == 0, capsys.readouterr().err
+        files = hub.repos["me/glyph-lora"]["files"]
+    assert "pytorch_lora_weights.safetensors" in files
+    meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
+    assert meta["pipeline_tag"] == "text-to-image" and "diffusers" in meta["tags"]
+
+
+def test_push_of_a_flow_grpo_run_without_its_lora_names_the_file(flow_run_dir, capsys):
+    (flow_run_dir / "pytorch_lora_weights.safetensors").unlink()
+    assert main(["push", str(flow_run_dir), "--repo-id", "me/glyph-lora"]) == 2
+    assert "holds no model (pytorch_lora_weights.safetensors)" in capsys.readouterr().err

@@ -5,9 +5,8 @@ import json
 import pytest
 
 from verirl import models
-from verirl.data import arithmetic, load_data
+from verirl.data import DataSpec, arithmetic, load_data
 from verirl.errors import VerirlError
-from verirl.recipes import DataSpec
 
 
 def test_classify_model_specs(tiny_model_dir, tmp_path, monkeypatch):

@@ -186,7 +186,7 @@ def test_trainer_uses_restrain_advantages(tiny_model_dir, tmp_path):
 
 
 def test_recipe_end_to_end_with_cached_prompt_weights(tiny_model_dir, tmp_path):
-    from verirl.rl.run import train
+    from verirl.worker import train
 
     recipe = tiny_grpo_recipe(tiny_model_dir, tmp_path / "out")
     recipe["advantage"] = {"name": "restrain", "kappa": 0.25}

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import tiny_grpo_recipe
 from tests.hub_server import FakeHub
-from verirl.rl.run import train
+from verirl.worker import train
 
 
 def _write(recipe: dict, tmp_path):

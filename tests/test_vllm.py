@@ -140,7 +140,7 @@ def test_grpo_with_vllm_rollouts_trains_and_syncs(model_dir, engine, tmp_path):
     from trl import GRPOTrainer
 
     from tests.conftest import plain_grpo_config
-    from verirl.rl.grpo import GeneratorRollouts
+    from verirl.rl.rollouts import GeneratorRollouts
 
     model, tokenizer = load(model_dir)
     engine.sync_from(model)
@@ -172,7 +172,7 @@ def test_grpo_with_vllm_rollouts_trains_and_syncs(model_dir, engine, tmp_path):
 
 
 def test_runs_of_equal_prompts_keep_trl_order(engine):
-    from verirl.rl.grpo import GeneratorRollouts, _runs
+    from verirl.rl.rollouts import GeneratorRollouts, _runs
 
     assert _runs(["a", "a", "b", "c", "c", "c"]) == [("a", 2), ("b", 1), ("c", 3)]
 

@@ -11,14 +11,64 @@ Names in recipes: ``last_number`` (the last number on the first non-empty line, 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from verirl.errors import VerirlError
-from verirl.rewards.base import completion_text
+from verirl.plugins import import_dotted
 
 Extractor = Callable[[str], "str | None"]
+
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, or a conversational list of messages (the last message's content)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list | tuple):
+        if not completion:
+            return ""
+        last = completion[-1]
+        if isinstance(last, dict):
+            content = last.get("content", "")
+            if isinstance(content, list):  # content blocks
+                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return str(content)
+    if completion is None:
+        return ""
+    raise TypeError(f"completion must be a string or a list of messages, got {type(completion).__name__}")
+
+
+def first_nonempty_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line
+    return ""
+
+
+def last_number_value(text: str) -> Decimal | None:
+    """The last number on the first non-empty line of ``text`` ("12 + 34 = 46" -> 46), or None."""
+    found = _NUMBER.findall(first_nonempty_line(text))
+    if not found:
+        return None
+    try:
+        return Decimal(found[-1].replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def vote_counts(answers: Sequence[str | None]) -> Counter[str]:
+    """How many times each answer occurs (None, no answer, is not a vote)."""
+    return Counter(a for a in answers if a is not None)
+
+
+def majority_answer(answers: Sequence[str | None]) -> str | None:
+    """The most common answer (ties: the first seen), None when no candidate has an answer."""
+    counts = vote_counts(answers)
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def canonical(answer: str) -> str:
@@ -35,9 +85,7 @@ def canonical(answer: str) -> str:
 
 
 def last_number(text: str) -> str | None:
-    from verirl.rewards.builtin import last_number as parse
-
-    value = parse(text)
+    value = last_number_value(text)
     return None if value is None else canonical(str(value))
 
 
@@ -90,8 +138,6 @@ def get_extractor(name: str, args: dict[str, Any] | None = None) -> Extractor:
             raise VerirlError(f"extractor {name!r} takes no arguments, got {sorted(args)}")
         return EXTRACTORS[name]
     if ":" in name:
-        from verirl.rewards.base import import_dotted
-
         fn = import_dotted(name, what="extractor")
         if not callable(fn):
             raise VerirlError(f"extractor {name!r} is not callable")

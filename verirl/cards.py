@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,33 @@ def _versions() -> dict[str, str]:
     return found
 
 
+@dataclass(frozen=True)
+class CardInfo:
+    """What a trainer's model card says it is: the Hub task (pipeline tag), the libraries its files load with, and
+    whether its held-out samples are images."""
+
+    task: str = "text-generation"
+    libraries: tuple[str, ...] = ("trl",)
+    image: bool = False
+    method: str = ""  # how the card names the training ("Flow-GRPO on diffusers"); default "<TRAINER> on TRL"
+
+
 def build_model_card(
     output_dir: str | Path,
     recipe_yaml: str,
     recipe: dict[str, Any],
     results: dict[str, Any],
     repo_id: str | None = None,
+    card: CardInfo | None = None,
 ) -> Any:
-    """A ``huggingface_hub.ModelCard`` for a run, from its resolved recipe (as a dict) and its results."""
+    """A ``huggingface_hub.ModelCard`` for a run, from its resolved recipe (as a dict), its results and what its
+    trainer declares (:class:`CardInfo`)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     out = Path(output_dir)
-    trainer = recipe.get("trainer", "grpo")
+    trainer = str(recipe.get("trainer") or "unknown")
     base_model = (results.get("model") or {}).get("base_model") or None
-    reward_specs = recipe.get("rewards") or []
+    reward_specs = [r if isinstance(r, dict) else {"name": str(r)} for r in recipe.get("rewards") or []]
     failures = results.get("reward_failures") or {}
     rewards = [
         {
@@ -49,8 +63,8 @@ def build_model_card(
     data = recipe.get("data") or {}
     dataset_name = f"verirl/{data['builtin']}" if data.get("builtin") else str(data.get("path", "custom"))
     before, after = results.get("before"), results.get("after")
-    image = trainer == "flow_grpo"
-    task = "text-to-image" if image else "text-generation"
+    card = card or CardInfo()
+    image, task = card.image, card.task
     eval_results = None
     if after:
         eval_results = [
@@ -64,7 +78,7 @@ def build_model_card(
             )
         ]
     lora = (out / "adapter_config.json").is_file() or (out / "pytorch_lora_weights.safetensors").is_file()
-    library = ["diffusers", "lora"] if image else ["trl"]
+    library = list(card.libraries)
     tags = ["verirl", *library, trainer, "reinforcement-learning"] + [
         r["name"] for r in rewards if ":" not in r["name"]
     ]
@@ -84,6 +98,7 @@ def build_model_card(
         model_spec=(results.get("model") or {}).get("spec", ""),
         base_model=base_model,
         trainer=trainer,
+        method=card.method or f"{str(trainer).upper()} on TRL",
         image=image,
         lora=lora,
         before=before,
@@ -97,18 +112,20 @@ def build_model_card(
     )
 
 
-def write_model_card(output_dir: str | Path, recipe: Any, results: dict[str, Any], repo_id: str | None = None) -> Path:
+def write_model_card(
+    output_dir: str | Path, recipe: Any, results: dict[str, Any], card: CardInfo, repo_id: str | None = None
+) -> Path:
     """Write README.md into the output directory from a Recipe object."""
     import yaml
 
     text = recipe.to_yaml()
-    card = build_model_card(output_dir, text, yaml.safe_load(text), results, repo_id or recipe.hub.repo_id)
+    model_card = build_model_card(output_dir, text, yaml.safe_load(text), results, repo_id or recipe.hub.repo_id, card)
     path = Path(output_dir) / outputs.CARD
-    card.save(path)
+    model_card.save(path)
     return path
 
 
-def card_from_output_dir(output_dir: str | Path, repo_id: str | None = None) -> Any:
+def card_from_output_dir(output_dir: str | Path, repo_id: str | None = None, card: CardInfo | None = None) -> Any:
     """Rebuild the card of a finished run from its recipe.yaml and eval_results.json (used by ``verirl push``)."""
     import yaml
 
@@ -116,4 +133,4 @@ def card_from_output_dir(output_dir: str | Path, repo_id: str | None = None) -> 
     recipe_file = out / outputs.RECIPE
     text = recipe_file.read_text() if recipe_file.is_file() else ""
     recipe = yaml.safe_load(text) if text else {}
-    return build_model_card(out, text, recipe or {}, outputs.read_results(out), repo_id)
+    return build_model_card(out, text, recipe or {}, outputs.read_results(out), repo_id, card)

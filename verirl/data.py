@@ -7,16 +7,42 @@ and, for reward-checked tasks, an ``answer`` column; other columns are kept and 
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import random
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from verirl.errors import VerirlError
+from verirl.errors import RecipeError, VerirlError, first_line
+from verirl.typecheck import build_dataclass, coerce, setting
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from verirl.recipes import DataSpec
+
+@dataclass
+class DataSpec:
+    """A recipe's ``data:`` section: a built-in task, or what ``datasets.load_dataset`` takes."""
+
+    builtin: str | None = setting(None, help="a built-in seeded task (arithmetic, glyph); its options go inline")
+    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "the built-in task's options"})
+    path: str | None = setting(None, help="datasets.load_dataset(path, ...): a Hub dataset id, a folder, or json/csv")
+    name: str | None = setting(None, help="the dataset configuration name")
+    data_files: Any = setting(None, help="a path, a list of paths, or a mapping split -> paths")
+    split: str = setting("train", help="the training split")
+    eval_split: str | None = setting(None, help="a held-out split; otherwise n_eval rows are held out of `split`")
+    n_train: int | None = setting(None, help="training rows (default: all, or the task's default)", ge=1)
+    n_eval: int | None = setting(None, help="held-out rows (default: the task's default)", ge=1)
+    seed: int = setting(0, help="seed of the task, the held-out split and the shuffle")
+    chat: bool = setting(True, help="wrap text prompts as a user message (the trainer applies the chat template)")
+    system_prompt: str | None = setting(None, help="a system message before each prompt (chat only)")
+    prompt_column: str = setting("prompt", help="the column holding the prompt")
+    prompt_template: str | None = setting(None, help='e.g. "Solve: {question}", formatted with each row\'s columns')
+    answer_column: str = setting("answer", help="renamed to `answer`, the column rewards receive")
+
 
 _OPS: dict[str, Callable[[int, int], int]] = {
     "+": lambda a, b: a + b,
@@ -72,18 +98,46 @@ def arithmetic(
     return rows[:n_train], rows[n_train:]
 
 
+GLYPH_ALPHABET = "0123456789"
+MAX_GLYPH_LEN = 32
+
+
 def glyph(
     n_train: int = 2000,
     n_eval: int = 100,
     seed: int = 0,
-    alphabet: str = "0123456789",
+    alphabet: str = GLYPH_ALPHABET,
     min_len: int = 2,
     max_len: int = 3,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Short strings to draw (the glyph text-to-image demo): ``question``/``text``/``answer`` = the string."""
-    from verirl.glyph.data import glyph as make
+    """Distinct strings of ``min_len``..``max_len`` characters of ``alphabet``; eval strings never appear in train.
 
-    return make(n_train, n_eval, seed, alphabet, min_len, max_len)
+    Rows: ``question`` (the prompt: the string itself), ``text`` (the string to draw; the OCR rewards' target) and
+    ``answer`` (the same, for rewards that read ``answer``).
+    """
+    if not alphabet or len(set(alphabet)) != len(alphabet):
+        raise ValueError(f"alphabet: expected distinct characters, got {alphabet!r}")
+    if any(ch.isspace() or ch.isupper() for ch in alphabet):
+        raise ValueError("alphabet: no spaces or upper-case letters (the CLIP tokenizer lower-cases prompts)")
+    if not 1 <= min_len <= max_len <= MAX_GLYPH_LEN:
+        raise ValueError(
+            f"min_len/max_len: expected 1 <= min_len <= max_len <= {MAX_GLYPH_LEN}, got {min_len}, {max_len}"
+        )
+    space = sum(len(alphabet) ** k for k in range(min_len, max_len + 1))
+    if n_train + n_eval > space:
+        raise ValueError(f"only {space} distinct strings; n_train + n_eval = {n_train + n_eval}")
+    rng = random.Random(seed)
+    if space <= 200_000:
+        pool = ["".join(p) for k in range(min_len, max_len + 1) for p in itertools.product(alphabet, repeat=k)]
+        strings = rng.sample(pool, n_train + n_eval)
+    else:
+        seen: set[str] = set()
+        while len(seen) < n_train + n_eval:
+            seen.add("".join(rng.choice(alphabet) for _ in range(rng.randint(min_len, max_len))))
+        strings = sorted(seen)
+        rng.shuffle(strings)
+    rows = [{"question": s, "text": s, "answer": s} for s in strings]
+    return rows[n_eval:], rows[:n_eval]
 
 
 BUILTIN_TASKS: dict[str, Callable[..., tuple[list[dict[str, Any]], list[dict[str, Any]]]]] = {
@@ -102,10 +156,18 @@ def task_kwargs(spec: DataSpec) -> dict[str, Any]:
     return kwargs
 
 
+MAX_TASK_ROWS = 1_000_000
+
+
 def check_task_options(spec: DataSpec) -> None:
     """Impossible options of a built-in task, at validation time: the task itself checks them (ValueError);
-    generating a synthetic task takes milliseconds."""
-    BUILTIN_TASKS[spec.builtin](**task_kwargs(spec))
+    generating a synthetic task takes milliseconds (at most :data:`MAX_TASK_ROWS` rows)."""
+    kwargs = task_kwargs(spec)
+    defaults = inspect.signature(BUILTIN_TASKS[spec.builtin]).parameters
+    rows = sum(kwargs.get(k, defaults[k].default) for k in ("n_train", "n_eval"))
+    if rows > MAX_TASK_ROWS:
+        raise ValueError(f"n_train + n_eval: a built-in task makes at most {MAX_TASK_ROWS:,} rows, got {rows:,}")
+    BUILTIN_TASKS[spec.builtin](**kwargs)
 
 
 def _to_prompt(row: dict[str, Any], spec: DataSpec) -> Any:
@@ -148,8 +210,7 @@ def _load_files(spec: DataSpec) -> tuple[Dataset, Dataset | None]:
         try:
             return load_dataset(spec.path, spec.name, data_files=spec.data_files, split=split)
         except Exception as exc:  # noqa: BLE001 - datasets raises many types; the user needs one line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise VerirlError(f"data: could not load {spec.path!r} split {split!r}: {first}") from None
+            raise VerirlError(f"data: could not load {spec.path!r} split {split!r}: {first_line(exc)}") from None
 
     train = load(spec.split)
     held_out = load(spec.eval_split) if spec.eval_split else None
@@ -181,3 +242,83 @@ def _prepare(ds: Dataset, spec: DataSpec, which: str) -> Dataset:
 
 def _as_assistant(value: Any) -> Any:
     return [{"role": "assistant", "content": value}] if isinstance(value, str) else value
+
+
+# ------------------------------------------------------------------------------------------ the recipe section
+
+
+def build_data_spec(value: Any, file: str, check_files: bool = True) -> DataSpec:
+    """``data:`` of a recipe (a plain string names a built-in task); options of a built-in task may be inline."""
+    if value is None:
+        raise RecipeError(file, "data", "required key is missing (e.g. {builtin: arithmetic} or {path: json, ...})")
+    if isinstance(value, str):
+        value = {"builtin": value}
+    if not isinstance(value, dict):
+        raise RecipeError(file, "data", f"expected a mapping, got {type(value).__name__}")
+    value = dict(value)
+    task_name = value.get("builtin")
+    if task_name is not None and (not isinstance(task_name, str) or task_name not in BUILTIN_TASKS):
+        raise RecipeError(
+            file, "data.builtin", f"unknown task {task_name!r}; expected one of: {', '.join(BUILTIN_TASKS)}"
+        )
+    if task_name is not None:  # {builtin: arithmetic, max_operand: 50}
+        params = set(inspect.signature(BUILTIN_TASKS[task_name]).parameters)
+        inline = {k: value.pop(k) for k in list(value) if k in params and k not in ("n_train", "n_eval", "seed")}
+        options = value.get("options") or {}
+        if not isinstance(options, dict):
+            raise RecipeError(file, "data.options", f"expected a mapping, got {type(options).__name__}")
+        value["options"] = {**options, **inline}
+    spec = build_dataclass(DataSpec, value, file, "data.")
+    if (spec.builtin is None) == (spec.path is None):
+        raise RecipeError(file, "data", "expected exactly one of data.builtin or data.path")
+    if spec.builtin is not None:
+        _check_task_options(spec, file)
+    elif check_files:
+        _check_data_files(spec, file)
+    return spec
+
+
+def _check_task_options(spec: DataSpec, file: str) -> None:
+    task = BUILTIN_TASKS[spec.builtin]
+    sig = inspect.signature(task)
+    hints = typing.get_type_hints(task)
+    for key, val in spec.options.items():
+        if key not in sig.parameters or key in ("n_train", "n_eval", "seed"):
+            options = ", ".join(p for p in sig.parameters if p not in ("n_train", "n_eval", "seed"))
+            raise RecipeError(
+                file, f"data.{key}", f"unknown option of task {spec.builtin!r}; expected one of: {options}"
+            )
+        spec.options[key] = coerce(val, hints.get(key, Any), file, f"data.{key}")
+    try:
+        check_task_options(spec)
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise RecipeError(file, "data", first_line(exc)) from None
+
+
+def _check_data_files(spec: DataSpec, file: str) -> None:
+    files = spec.data_files
+    if files is not None:
+        flat: list[str] = []
+        if isinstance(files, str):
+            flat = [files]
+        elif isinstance(files, list):
+            flat = [str(f) for f in files]
+        elif isinstance(files, dict):
+            for v in files.values():
+                flat.extend([v] if isinstance(v, str) else [str(x) for x in v] if isinstance(v, list) else [str(v)])
+        else:
+            raise RecipeError(file, "data.data_files", "expected a path, a list of paths or a mapping split -> paths")
+        for f in flat:
+            if "*" in f or "://" in f:
+                continue
+            if not _exists(f):  # relative paths are relative to the current directory
+                raise RecipeError(file, "data.data_files", f"file not found: {f} (relative to {Path.cwd()})")
+    elif spec.path and spec.path.startswith((".", "/", "~")) and not _exists(spec.path):
+        raise RecipeError(file, "data.path", f"not found: {spec.path}")
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, an unknown ~user
+        return False

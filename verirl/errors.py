@@ -26,3 +26,11 @@ class HubError(VerirlError):
     """A push to the Hub that failed; the message says how to retry."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException | str) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none), for one-line errors."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if isinstance(exc, BaseException) else ""

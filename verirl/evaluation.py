@@ -5,10 +5,47 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from verirl.errors import RecipeError
 from verirl.generators.base import Generator, SamplingParams
 from verirl.rewards.guard import GuardedReward
+from verirl.rewards.spec import check_resolves
+from verirl.typecheck import build_dataclass, setting
+
+
+@dataclass
+class EvalSpec:
+    """A recipe's ``eval:`` section: held-out accuracy before and after training."""
+
+    enabled: bool = setting(True, help="evaluate held-out prompts (false: no evaluation)")
+    reward: str | None = setting(None, help="the reward that decides correctness (default: the recipe's first)")
+    reward_args: dict[str, Any] = field(default_factory=dict, metadata={"help": "arguments bound to that reward"})
+    threshold: float = setting(1.0, help="a sample is correct when its reward >= threshold")
+    max_new_tokens: int | None = setting(None, help="tokens per answer (default: args.max_completion_length)", ge=1)
+    batch_size: int = setting(32, help="prompts per generation batch", ge=1)
+    before: bool = setting(True, help="also evaluate before training")
+
+
+def build_eval_spec(value: Any, rewards: list[Any], file: str) -> EvalSpec:
+    """``eval:`` of a recipe; when enabled, its reward (given, or the recipe's first) must resolve."""
+    spec = build_dataclass(EvalSpec, value if value is not None else {}, file, "eval.")
+    if not spec.enabled:
+        return spec
+    if spec.reward is None and not rewards:
+        raise RecipeError(file, "eval.reward", "required when the recipe has no rewards (or set eval.enabled: false)")
+    name, args = eval_reward(spec, rewards)
+    check_resolves(name, args, file, "eval.reward")
+    return spec
+
+
+def eval_reward(spec: EvalSpec, rewards: list[Any]) -> tuple[str, dict[str, Any]]:
+    """The reward (name, args) that defines held-out accuracy: ``eval.reward``, else the recipe's first reward."""
+    if spec.reward:
+        return spec.reward, spec.reward_args
+    first = rewards[0]
+    return first.name, spec.reward_args or first.args
 
 
 def evaluate(

@@ -11,11 +11,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from verirl import outputs
-from verirl.errors import HubError, VerirlError
+from verirl.cards import CardInfo, card_from_output_dir
+from verirl.errors import HubError, RecipeError, VerirlError, first_line
+from verirl.typecheck import build_dataclass, setting
 
 logger = logging.getLogger("verirl.hub")
 
@@ -23,6 +26,23 @@ IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "error.log", "*.tmp", ".ve
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 T = TypeVar("T")
+
+
+@dataclass
+class HubSpec:
+    """A recipe's ``hub:`` section: push the finished run (model, card, recipe, metrics) to the Hub."""
+
+    push: bool = setting(False, help="push when training has finished")
+    repo_id: str | None = setting(None, help="owner/name of the model repository (required with push)")
+    private: bool = setting(True, help="create the repository private")
+    revision: str | None = setting(None, help="a branch to push to (created if missing)")
+
+
+def build_hub_spec(value: Any, file: str) -> HubSpec:
+    spec = build_dataclass(HubSpec, value if value is not None else {}, file, "hub.")
+    if spec.push and not spec.repo_id:
+        raise RecipeError(file, "hub.repo_id", "required when hub.push is true (e.g. me/my-model)")
+    return spec
 
 
 def _status(exc: BaseException) -> int | None:
@@ -62,7 +82,7 @@ def with_retries(
             return action()
         except Exception as exc:  # noqa: BLE001 - classified below
             status = _status(exc)
-            message = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, token)
+            message = _scrub(first_line(exc), token)
             if status in (401, 403):
                 raise HubError(
                     f"{what}: not authorised (HTTP {status}); set HF_TOKEN to a token with write access"
@@ -85,23 +105,24 @@ def push_folder(
     attempts: int = 4,
     backoff_s: float = 1.0,
     commit_message: str = "Upload model trained with verirl",
+    model_files: tuple[str, ...] = ("config.json", "adapter_config.json"),
+    card: CardInfo | None = None,
 ) -> str:
-    """Write/refresh the model card, create the repo if needed and upload the run. Returns the repo URL."""
+    """Write/refresh the model card, create the repo if needed and upload the run. Returns the repo URL.
+    ``model_files``: the files of which one marks a finished run (its trainer's declaration says which)."""
     from huggingface_hub import HfApi
-
-    from verirl.cards import card_from_output_dir
 
     out = Path(output_dir)
     if not out.is_dir():
         raise VerirlError(f"push: {out} is not a directory")
-    if not any((out / name).is_file() for name in ("config.json", "adapter_config.json")):
-        raise VerirlError(f"push: {out} holds no model (config.json or adapter_config.json); is the run finished?")
+    if not any((out / name).is_file() for name in model_files):
+        raise VerirlError(f"push: {out} holds no model ({' or '.join(model_files)}); is the run finished?")
     token = token or os.environ.get("HF_TOKEN") or None
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     api = HfApi(endpoint=endpoint, token=token)
     retry_hint = f"the local output in {out} is untouched; retry with: verirl push {out} --repo-id {repo_id}"
 
-    card_from_output_dir(out, repo_id).save(out / outputs.CARD)
+    card_from_output_dir(out, repo_id, card).save(out / outputs.CARD)
     try:
         url = with_retries(
             lambda: api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model"),

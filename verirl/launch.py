@@ -36,7 +36,7 @@ def launch_argv(
             argv += ["--cpu"]
         threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // n))
         argv += ["--num_cpu_threads_per_process", threads]
-    argv += ["-m", "verirl.rl.run", "--recipe", str(recipe_yaml)]
+    argv += ["-m", "verirl.worker", "--recipe", str(recipe_yaml)]
     if resume:
         argv.append("--resume")
     if debug:

@@ -8,19 +8,32 @@ blocks ``save_pretrained`` and training, so the flag is cleared before saving).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import dataclasses
 import importlib.util
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verirl.errors import VerirlError
+from verirl.errors import RecipeError, VerirlError, first_line
+from verirl.typecheck import build_dataclass, check_keys, coerce, setting
+
+DTYPE_NAMES = "float32, bfloat16, float16, auto"
+
+
+@dataclass
+class ModelSpec:
+    """A recipe's ``model:`` section (a plain string is ``{name: ...}``)."""
+
+    name: str = setting(help="a built-in alias, a local from_pretrained directory, or a Hub id (owner/name)")
+    dtype: str = setting("float32", help=f"weights' dtype: {DTYPE_NAMES} (the checkpoint's)")
+    trust_remote_code: bool = setting(False, help="allow the checkpoint's own modelling code (from_pretrained)")
+    revision: str | None = setting(None, help="a Hub branch, tag or commit")
+    lora: dict[str, Any] | None = setting(None, help="train a LoRA adapter: peft LoraConfig fields (null: full)")
 
 
 @dataclass(frozen=True)
@@ -96,15 +109,12 @@ def builtin_gguf(alias: str) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def _file_lock(path: Path) -> Any:
+    """An exclusive lock between processes (filelock: works on Linux, macOS and Windows)."""
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return FileLock(str(path))
 
 
 def prepare_builtin(alias: str, force: bool = False) -> Path:
@@ -209,5 +219,66 @@ def load_model(
         where = (
             "the Hub (no network? set HF_ENDPOINT, or use a local directory)" if source.kind == "hub" else source.path
         )
-        raise VerirlError(f"model {spec!r}: could not load from {where}: {str(exc).splitlines()[0]}") from exc
+        raise VerirlError(f"model {spec!r}: could not load from {where}: {first_line(exc)}") from exc
     return model, tokenizer, source
+
+
+# ------------------------------------------------------------------------------------------ the recipe section
+
+
+def build_model_spec(value: Any, file: str) -> ModelSpec:
+    """``model:`` of a recipe: a mapping or a plain name; the dtype is one of :data:`DTYPES`."""
+    if value is None:
+        raise RecipeError(file, "model", "required key is missing (a built-in alias, a local directory or a Hub id)")
+    if isinstance(value, str):
+        value = {"name": value}
+    spec = build_dataclass(ModelSpec, value, file, "model.")
+    if spec.dtype not in DTYPES:
+        raise RecipeError(file, "model.dtype", f"expected one of: {DTYPE_NAMES}; got {spec.dtype!r}")
+    return spec
+
+
+def check_causal_lm(spec: ModelSpec, file: str) -> None:
+    """The LLM trainers' model: an alias, a directory with config.json or a Hub id; LoRA fields checked by peft."""
+    try:
+        classify_model(spec.name)
+    except VerirlError as exc:
+        raise RecipeError(file, "model", str(exc)) from None
+    if spec.lora is not None:
+        lora_config(spec.lora, file)
+
+
+def causal_lm_line(spec: ModelSpec) -> str:
+    """The ``--dry-run`` line of a causal-LM model."""
+    source = classify_model(spec.name)
+    line = f"{spec.name} ({source.kind}"
+    if source.kind == "builtin":
+        ready = (Path(source.path) / _READY).is_file()
+        line += f"; {'prepared in' if ready else 'will be prepared once into'} {source.path}"
+    line += f"; dtype {spec.dtype}"
+    line += ", LoRA" if spec.lora is not None else ", full fine-tune"
+    line += ", trust_remote_code" if spec.trust_remote_code else ""
+    return line + ")"
+
+
+def lora_config(lora: dict[str, Any], file: str = "<recipe>", defaults: dict[str, Any] | None = None) -> Any:
+    """peft's LoraConfig from ``model.lora`` (its own checks as one-line recipe errors); ``defaults`` fill unset
+    fields (a causal-LM task unless given)."""
+    from peft import LoraConfig
+
+    if not isinstance(lora, dict):
+        raise RecipeError(
+            file, "model.lora", f"expected a mapping of peft LoraConfig fields, got {type(lora).__name__}"
+        )
+    fields = {f.name for f in dataclasses.fields(LoraConfig) if f.init}
+    check_keys(lora, fields, file, "model.lora.")
+    try:
+        hints = typing.get_type_hints(LoraConfig)
+    except Exception:  # noqa: BLE001 - unresolvable forward references: skip type checks, keep key checks
+        hints = {}
+    values = {k: coerce(v, hints.get(k, Any), file, f"model.lora.{k}") for k, v in lora.items()}
+    values = {**({"task_type": "CAUSAL_LM"} if defaults is None else defaults), **values}
+    try:
+        return LoraConfig(**values)
+    except Exception as exc:  # noqa: BLE001 - whatever peft raises is one line naming the section
+        raise RecipeError(file, "model.lora", first_line(exc)) from None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from verirl.models import DTYPES
-
 
 def build_generator(
     spec: Any,
@@ -18,19 +16,17 @@ def build_generator(
     batch_size: int = 32,
     autocast_bf16: bool = False,
 ) -> Any:
-    """``spec`` is a :class:`verirl.recipes.GeneratorSpec`. ``model`` (the loaded torch model) is needed by ``hf``;
-    the vLLM backends load ``model_path`` themselves (``vllm``) or talk to a server that already has it."""
+    """``spec`` is a :class:`verirl.generators.spec.GeneratorSpec`. ``model`` (the loaded torch model) is needed by
+    ``hf``; the vLLM backends load ``model_path`` themselves (``vllm``) or talk to a server that already has it."""
     if spec.backend == "hf":
         from verirl.generators.hf import HFGenerator
 
         return HFGenerator(model, tokenizer, batch_size=batch_size, autocast_bf16=autocast_bf16)
     if spec.backend == "vllm":
-        from verirl.generators.vllm import EngineOptions, VLLMGenerator
-        from verirl.recipes import ENGINE_FIELDS
+        from verirl.generators.vllm import VLLMGenerator
 
-        fields = {name: getattr(spec, name) for name in ENGINE_FIELDS}
-        fields["dtype"] = DTYPES[spec.dtype or model_dtype]  # the engine follows the model unless told otherwise
-        return VLLMGenerator(model_path, tokenizer, EngineOptions(**fields, seed=seed))
+        # the engine follows the model's dtype and the trainer's seed unless the recipe says otherwise
+        return VLLMGenerator(model_path, tokenizer, spec.engine_options(model_dtype, seed))
     if spec.backend == "vllm-server":
         from verirl.generators.vllm_server import VLLMServerGenerator
 

@@ -33,6 +33,7 @@ import torch
 from verirl.errors import VerirlError
 from verirl.generators.base import Rollouts, SamplingParams
 from verirl.generators.pipelines import FAMILIES, PromptEmbeddings
+from verirl.typecheck import setting
 
 SUPPORTED_PIPELINES = tuple(FAMILIES)
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -74,13 +75,13 @@ def load_pipeline(name: str, dtype: torch.dtype | str = torch.float32) -> Any:
 class DiffusionSampling:
     """How images are sampled. ``sde_window``: number of consecutive SDE steps (0 = every step is SDE)."""
 
-    num_inference_steps: int = 10
-    guidance_scale: float = 4.5
-    noise_level: float = 0.7
-    sde_window: int = 0
-    height: int | None = None
-    width: int | None = None
-    max_sequence_length: int = 77
+    num_inference_steps: int = setting(10, help="denoising steps per image")
+    guidance_scale: float = setting(4.5, help="classifier-free guidance scale (1: none)", ge=0)
+    noise_level: float = setting(0.7, help="SDE noise level a of the Flow-SDE steps (> 0)")
+    sde_window: int = setting(0, help="consecutive SDE steps in the first half (0 = every step is SDE)")
+    height: int | None = setting(None, help="image height in pixels (default: the pipeline's)")
+    width: int | None = setting(None, help="image width in pixels (default: the pipeline's)")
+    max_sequence_length: int = setting(77, help="T5 tokens (none when the pipeline has no T5)", ge=1)
 
 
 def sde_gaussian(

@@ -29,7 +29,11 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from verirl.answers import completion_text
 from verirl.errors import RewardError
+from verirl.plugins import import_dotted as _import_dotted
+
+__all__ = ["completion_text", "find_reward", "import_dotted", "resolve_reward", "reward", "required_columns"]
 
 RewardFn = Callable[..., list]
 
@@ -108,19 +112,8 @@ def available_rewards() -> list[RewardInfo]:
 
 
 def import_dotted(path: str, what: str = "reward") -> Any:
-    """Import ``package.module:attr`` (``attr`` may be dotted); errors name ``what`` was being resolved."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise RewardError(f"{what} {path!r}: expected 'package.module:function'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RewardError(f"{what} {path!r}: cannot import module {module_name!r} ({exc})") from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise RewardError(f"{what} {path!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
+    """Import ``package.module:attr``; errors are :class:`RewardError` naming ``what`` was being resolved."""
+    return _import_dotted(path, what, RewardError)
 
 
 def find_reward(name: str) -> Any:
@@ -215,21 +208,3 @@ def target_texts(kwargs: dict[str, Any], column: str, reward_name: str) -> list[
             f"(set the reward's text_column; columns: {', '.join(sorted(kwargs)) or 'none'})"
         )
     return [str(t) for t in kwargs[column]]
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion: a string, or a conversational list of messages (the last message's content)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list | tuple):
-        if not completion:
-            return ""
-        last = completion[-1]
-        if isinstance(last, dict):
-            content = last.get("content", "")
-            if isinstance(content, list):  # content blocks
-                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-            return str(content)
-    if completion is None:
-        return ""
-    raise TypeError(f"completion must be a string or a list of messages, got {type(completion).__name__}")

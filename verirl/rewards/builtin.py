@@ -12,27 +12,8 @@ import threading
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from verirl.rewards.base import completion_text, reward
-
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
-
-
-def _first_line(text: str) -> str:
-    for line in text.strip().splitlines():
-        if line.strip():
-            return line
-    return ""
-
-
-def last_number(text: str) -> Decimal | None:
-    """The last number on the first non-empty line of ``text`` ("12 + 34 = 46" -> 46), or None."""
-    found = _NUMBER.findall(_first_line(text))
-    if not found:
-        return None
-    try:
-        return Decimal(found[-1].replace(",", ""))
-    except InvalidOperation:
-        return None
+from verirl.answers import completion_text, extract_all, get_extractor, last_number_value, majority_answer
+from verirl.rewards.base import reward
 
 
 def _as_number(value: Any) -> Decimal | None:
@@ -51,7 +32,7 @@ def number_match(prompts: list, completions: list, answer: list, **kwargs: Any) 
         if target is None:
             scores.append(None)  # the gold answer is not a number: not applicable
             continue
-        predicted = last_number(completion_text(completion))
+        predicted = last_number_value(completion_text(completion))
         scores.append(1.0 if predicted is not None and predicted == target else 0.0)
     return scores
 
@@ -152,16 +133,12 @@ def majority_vote(prompts: list, completions: list, extractor: str = "last_numbe
     """
     import json
 
-    from verirl.answers import extract_all, get_extractor
-
     answers = extract_all(get_extractor(extractor), completions)
     keys = [json.dumps(p, sort_keys=True, default=str) for p in (prompts or [None] * len(completions))]
-    votes: dict[str, dict[str, int]] = {}
+    groups: dict[str, list[str | None]] = {}
     for key, answer in zip(keys, answers, strict=True):
-        if answer is not None:
-            votes.setdefault(key, {})
-            votes[key][answer] = votes[key].get(answer, 0) + 1
-    majority = {key: max(counts, key=counts.get) for key, counts in votes.items()}  # ties: first seen
+        groups.setdefault(key, []).append(answer)
+    majority = {key: majority_answer(group) for key, group in groups.items()}  # ties: first seen
     return [float(a is not None and a == majority.get(k)) for k, a in zip(keys, answers, strict=True)]
 
 

@@ -24,136 +24,22 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-LORA_DEFAULTS = {"r": 32, "lora_alpha": 64, "init_lora_weights": "gaussian"}  # TextPecker's r/alpha; B = 0 at start
-SD3_LORA_TARGETS = [
-    "attn.to_q",
-    "attn.to_k",
-    "attn.to_v",
-    "attn.to_out.0",
-    "attn.add_q_proj",
-    "attn.add_k_proj",
-    "attn.add_v_proj",
-    "attn.to_add_out",
-]
-# Per transformer class: TextPecker's LoRA targets and the r/alpha that replace LORA_DEFAULTS' (Flux and QwenImage:
-# the attention projections and the dual-stream feed-forwards, r 64, alpha 128)
-_WIDE = {"r": 64, "lora_alpha": 128}
-LORA_BY_TRANSFORMER: dict[str, tuple[list[str], dict[str, int]]] = {
-    "SD3Transformer2DModel": (SD3_LORA_TARGETS, {}),
-    "FluxTransformer2DModel": ([*SD3_LORA_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
-                                "ff_context.net.2"], _WIDE),
-    "QwenImageTransformer2DModel": ([*SD3_LORA_TARGETS, "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj",
-                                     "txt_mlp.net.2"], _WIDE),
-}  # fmt: skip
+from verirl.rl.flow_grpo_config import (
+    LORA_BY_TRANSFORMER,
+    LORA_DEFAULTS,
+    PRESETS,
+    SD3_LORA_TARGETS,
+    FlowGRPOConfig,
+    apply_preset,
+    check_config,
+)
 
-# The per-backbone settings of the TextPecker release (ALGORITHMS.md §2); `preset:` fills what a recipe leaves unset.
-PRESETS: dict[str, dict[str, Any]] = {
-    "sd3.5-medium": dict(num_inference_steps=40, guidance_scale=4.5, noise_level=0.9, sde_window=12, group_size=24,
-                         learning_rate=1e-4, clip_range=2e-6, ratio_norm=True, kl_beta=1e-4, ema=True, height=512,
-                         width=512),
-    "flux.1-dev": dict(num_inference_steps=28, guidance_scale=3.5, noise_level=0.9, sde_window=9, group_size=24,
-                       learning_rate=1e-4, clip_range=2e-6, ratio_norm=True, kl_beta=1e-4, ema=True, height=512,
-                       width=512),
-    "qwen-image": dict(num_inference_steps=20, guidance_scale=4.0, noise_level=1.2, sde_window=5, group_size=16,
-                       learning_rate=1e-4, clip_range=2e-5, ratio_norm=True, kl_beta=1e-3, ema=False, height=512,
-                       width=512),
-}  # fmt: skip
-
-
-@dataclass
-class FlowGRPOConfig:
-    """``args:`` of a ``trainer: flow_grpo`` recipe."""
-
-    preset: str | None = None  # sd3.5-medium | flux.1-dev | qwen-image: fills the fields the recipe leaves unset
-    # rollouts
-    num_inference_steps: int = 10
-    guidance_scale: float = 4.5
-    noise_level: float = 0.7
-    sde_window: int = 0  # consecutive SDE steps in the first half (0 = all steps are SDE)
-    height: int | None = None
-    width: int | None = None
-    max_sequence_length: int = 77  # T5 tokens (zero tokens when the pipeline has no T5)
-    group_size: int = 8  # images per prompt
-    same_initial_noise: bool = False  # a group's images start from one noise and differ only by the SDE steps
-    prompts_per_step: int = 4  # per process
-    # optimisation
-    max_steps: int = 100
-    learning_rate: float = 1e-4
-    weight_decay: float = 1e-4
-    clip_range: float = 1e-4
-    ratio_norm: bool = False  # GRPO-Guard: normalised log-ratio per step and 1/|dt| gradient reweighting
-    kl_beta: float = 0.0
-    adv_clip_max: float = 5.0
-    max_grad_norm: float = 1.0
-    train_batch_size: int = 16  # samples per training forward
-    num_iterations: int = 1  # optimizer steps per rollout batch (PPO epochs; >1 makes the clip bind)
-    ema: bool = False
-    ema_decay: float = 0.9
-    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
-    seed: int = 0
-    # outputs
-    logging_steps: int = 1
-    image_log_steps: int = 10  # image grid to tensorboard / trackio every N steps (0 = never)
-    save_steps: int = 0  # checkpoint-N every N steps (0 = only at the end)
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # tensorboard, trackio, none
-    project: str = "verirl"  # trackio project (as transformers' TrainingArguments.project)
-    run_name: str | None = None  # trackio run name (default: the output directory's name)
-    trackio_space_id: str | None = None  # log to this Hugging Face Space instead of locally
-    eval_seed: int = 1234
-
-
-def apply_preset(values: dict[str, Any]) -> dict[str, Any]:
-    preset = values.get("preset")
-    if preset is None:
-        return values
-    if preset not in PRESETS:
-        raise ValueError(f"preset: unknown {preset!r}; expected one of: {', '.join(PRESETS)}")
-    return {**PRESETS[preset], **values}
-
-
-def check_config(config: FlowGRPOConfig) -> None:
-    """ValueError naming the field for impossible settings."""
-    positive = (
-        "num_inference_steps",
-        "group_size",
-        "prompts_per_step",
-        "max_steps",
-        "train_batch_size",
-        "num_iterations",
-    )
-    for name in positive:
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {getattr(config, name)}")
-    if config.group_size < 2:
-        raise ValueError("group_size: GRPO needs at least 2 images per prompt")
-    if config.noise_level <= 0:
-        raise ValueError(
-            f"noise_level: expected > 0 (0 would make every step deterministic), got {config.noise_level}"
-        )
-    if not 0 <= config.sde_window <= config.num_inference_steps:
-        raise ValueError(f"sde_window: expected 0..num_inference_steps, got {config.sde_window}")
-    if config.clip_range <= 0 or config.learning_rate <= 0:
-        raise ValueError("clip_range and learning_rate: expected positive numbers")
-    if config.kl_beta < 0:
-        raise ValueError(f"kl_beta: expected >= 0, got {config.kl_beta}")
-    if config.mixed_precision not in ("no", "bf16", "fp16"):
-        raise ValueError(f"mixed_precision: expected no | bf16 | fp16, got {config.mixed_precision!r}")
-    if not 0 <= config.ema_decay < 1:
-        raise ValueError(f"ema_decay: expected a value in [0, 1), got {config.ema_decay}")
-    for name in ("height", "width"):
-        value = getattr(config, name)
-        if value is not None and value < 8:
-            raise ValueError(f"{name}: expected at least 8 pixels, got {value}")
-    if isinstance(config.report_to, str):  # `report_to: trackio`, as transformers accepts it
-        config.report_to = [config.report_to]
-    unknown = [r for r in config.report_to if r not in ("tensorboard", "trackio", "none")]
-    if unknown:
-        raise ValueError(f"report_to: expected any of tensorboard, trackio, none; got {unknown[0]!r}")
+__all__ = ["LORA_BY_TRANSFORMER", "LORA_DEFAULTS", "PRESETS", "FlowGRPOConfig", "FlowGRPOTrainer", "apply_preset",
+           "check_config"]  # fmt: skip
 
 
 def combine_rewards(per_reward: list[list[float | None]], weights: list[float]) -> list[float | None]:

@@ -1,4 +1,5 @@
-"""A ``trainer: flow_grpo`` recipe, run by the training worker (one process per accelerate rank).
+"""``trainer: flow_grpo`` — Flow-GRPO (arXiv 2505.05470) on a diffusers pipeline, run by the training worker (one
+process per accelerate rank); the loop itself is :class:`~verirl.rl.flow_grpo.FlowGRPOTrainer`.
 
 Loads the pipeline and prompts, evaluates held-out prompts (one deterministic image each, scored by the eval
 reward), runs :class:`~verirl.rl.flow_grpo.FlowGRPOTrainer`, logs metrics (``metrics.jsonl``; tensorboard and/or
@@ -9,6 +10,7 @@ evaluates again, writes the model card and pushes if asked.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import random
@@ -20,8 +22,14 @@ import numpy as np
 import torch
 
 from verirl import outputs
+from verirl.cards import CardInfo
+from verirl.errors import RecipeError
 from verirl.evaluation import score_summary
+from verirl.models import lora_config
 from verirl.rl.callbacks import append_metrics
+from verirl.rl.flow_grpo_config import LORA_BY_TRANSFORMER, LORA_DEFAULTS, FlowGRPOConfig, apply_preset, check_config
+from verirl.rl.registry import register
+from verirl.rl.trainer import Trainer
 
 logger = logging.getLogger("verirl")
 
@@ -120,24 +128,20 @@ class _Logger:
             self.trackio.finish()
 
 
-def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
+def run(ctx: Any) -> dict[str, Any]:
     from transformers import set_seed
 
     from verirl.data import load_data
     from verirl.generators.diffusion import load_pipeline
     from verirl.models import torch_dtype
-    from verirl.recipes import build_trainer_config, eval_reward
-    from verirl.rewards.base import resolve_reward
-    from verirl.rewards.guard import GuardedReward
     from verirl.rl.flow_grpo import FlowGRPOTrainer, make_accelerator
     from verirl.rl.grpo import guarded_rewards
-    from verirl.rl.run import publish
 
-    start = time.time()
-    out = Path(recipe.output_dir)
-    config = build_trainer_config(recipe.trainer, recipe.args, recipe.output_dir, recipe.file)
+    recipe, out = ctx.recipe, ctx.out
+    config = ctx.config()
     accelerator = make_accelerator(config)
-    main = accelerator.is_main_process
+    main = ctx.is_main = accelerator.is_main_process
+    resume = ctx.resume
     set_seed(config.seed)
     pipe = load_pipeline(recipe.model.name, torch_dtype(recipe.model.dtype))
     train_ds, eval_ds = load_data(recipe.data)
@@ -153,15 +157,10 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
     eval_columns = {c: list(eval_ds[c]) for c in eval_ds.column_names if c != "prompt"} if eval_prompts else {}
     log = _Logger(out, config, main, resume)
 
-    results = outputs.read_results(out) if resume else {}
-    results.setdefault("model", {"spec": recipe.model.name, "kind": "diffusers pipeline", "base_model": ""})
-    eval_name, eval_args = eval_reward(recipe) if recipe.eval.enabled else (None, {})
-    do_eval = recipe.eval.enabled and bool(eval_prompts) and main
-    scorer = GuardedReward(resolve_reward(eval_name, eval_args), f"eval/{eval_name}") if do_eval else None
+    ctx.record_model("diffusers pipeline")
+    scorer = ctx.eval_scorer() if recipe.eval.enabled and eval_prompts and main else None
 
-    def run_eval(which: str) -> None:
-        if not do_eval:
-            return
+    def held_out(which: str) -> dict[str, Any]:
         logger.info("evaluating %d held-out prompts (%s training) ...", len(eval_prompts), which)
         swap = which == "after" and trainer.ema is not None
         if swap:
@@ -172,21 +171,17 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
         finally:
             if swap:
                 trainer.ema.swap()
-        result["reward"] = eval_name
-        results[which] = result
         _save_grid(images[:64], out / f"eval_{which}.png")
         if images:
             log.images(f"eval_{which}", trainer.global_step, image_grid(images[:64], min(8, len(images))))
-        logger.info("held-out %s >= %g: %.1f%% %s training", eval_name, recipe.eval.threshold,
-                    100 * result["accuracy"], which)  # fmt: skip
-        outputs.write_json_atomic(out / outputs.RESULTS, results)
+        return result
 
-    checkpoint = outputs.last_complete_checkpoint(out) if resume else None
+    checkpoint = ctx.last_checkpoint()
     if checkpoint is not None:
         trainer.load_state(checkpoint)
         logger.info("resumed from %s (step %d)", checkpoint, trainer.global_step)
-    if recipe.eval.before and "before" not in results:
-        run_eval("before")
+    if eval_prompts:
+        ctx.evaluate("before", lambda: held_out("before"))
     accelerator.wait_for_everyone()
 
     first_step = trainer.global_step
@@ -223,18 +218,18 @@ def train_flow_grpo(recipe: Any, resume: bool = False) -> dict[str, Any]:
     if main:
         trainer.save_lora(out)
         _save_checkpoint(trainer, out / f"checkpoint-{trainer.global_step}")
-    run_eval("after")
+    if eval_prompts:
+        ctx.evaluate("after", lambda: held_out("after"))
     log.close()
-    if main:
-        results["train"] = {
-            "processes": world,
-            "steps": trainer.global_step,
-            "seconds": round(train_seconds, 1),
-            "seconds_per_step": round(train_seconds / max(1, trainer.global_step - first_step), 2),
-        }
-        publish(recipe, results, rewards, start)
+    train = {
+        "processes": world,
+        "steps": trainer.global_step,
+        "seconds": round(train_seconds, 1),
+        "seconds_per_step": round(train_seconds / max(1, trainer.global_step - first_step), 2),
+    }
+    ctx.finish(train, rewards)
     accelerator.wait_for_everyone()
-    return results
+    return ctx.results
 
 
 def _save_checkpoint(trainer: Any, directory: Path) -> None:
@@ -263,3 +258,63 @@ def _reduce(accelerator: Any, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+# ------------------------------------------------------------------------------------------ the declaration
+
+
+def check_pipeline(spec: Any, file: str) -> None:
+    """The model is a diffusers pipeline directory (model_index.json) or a Hub id; LoRA fields checked by peft."""
+    path = Path(spec.name).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise RecipeError(
+                file, "model", f"{spec.name}: no model_index.json (expected a diffusers pipeline folder)"
+            )
+    elif spec.name.startswith((".", "/", "~")) or spec.name.count("/") != 1:
+        raise RecipeError(file, "model", f"{spec.name}: no such directory, and not a Hub id (owner/name)")
+    lora_config(spec.lora or {}, file, LORA_DEFAULTS)
+
+
+def pipeline_line(spec: Any) -> str:
+    """The ``--dry-run`` model line: the backbone's default LoRA rank is read from model_index.json (a Hub
+    pipeline's class is known only when it is loaded)."""
+    path = Path(spec.name).expanduser()
+    kind = "local diffusers pipeline" if path.exists() else "hub"
+    index = path / "model_index.json"
+    transformer = json.loads(index.read_text()).get("transformer", [None, None])[1] if index.is_file() else None
+    rank = LORA_BY_TRANSFORMER.get(transformer, (None, {}))[1]
+    lora = {**LORA_DEFAULTS, **rank, **(spec.lora or {})}
+    return f"{spec.name} ({kind}; dtype {spec.dtype}, LoRA r={lora['r']})"
+
+
+def make_config(cls: type, values: dict[str, Any], output_dir: str) -> FlowGRPOConfig:
+    config = cls(**apply_preset(values))
+    check_config(config)
+    return config
+
+
+def plan(recipe: Any, config: Any, num_processes: int) -> list[tuple[str, str]]:
+    return [("advantage", "per-prompt group advantages, clipped ratio over the SDE window (Flow-GRPO)")]
+
+
+FLOW_GRPO = register(
+    Trainer(
+        name="flow_grpo",
+        summary="Flow-GRPO on a diffusers flow-matching pipeline (SD3, Flux, QwenImage) with a LoRA",
+        run=run,
+        config=lambda: FlowGRPOConfig,
+        make_config=make_config,
+        check_model=check_pipeline,
+        model_line=pipeline_line,
+        backends=("diffusers",),
+        rewards="required",
+        rewards_hint="e.g. [{name: ocr_match}]",
+        eval_line="one ODE image per prompt",
+        plan=plan,
+        model_files=("pytorch_lora_weights.safetensors",),
+        card=CardInfo(
+            task="text-to-image", libraries=("diffusers", "lora"), image=True, method="Flow-GRPO on diffusers"
+        ),
+    )
+)

@@ -1,39 +1,41 @@
-"""GRPO on TRL's ``GRPOTrainer``: verirl supplies guarded rewards, the recipe's config, LoRA and callbacks.
+"""``trainer: grpo`` — GRPO on TRL's ``GRPOTrainer``: verirl supplies guarded rewards, the recipe's config, LoRA,
+callbacks, rollouts from any generator backend (:mod:`verirl.rl.rollouts`) and advantage schemes
+(:mod:`verirl.rl.advantages`: TRL's own, or RESTRAIN's label-free ones).
 
 TRL's trainer is used as is (no fork, no monkey-patch), so its losses (grpo, dr_grpo, dapo, ...), reward weighting,
-logging and checkpointing behave exactly as documented upstream.
+logging and checkpointing behave exactly as documented upstream (Shao et al., arXiv 2402.03300).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
-from verirl.answers import get_extractor
-from verirl.recipes import Recipe
+from verirl.errors import RecipeError
 from verirl.rewards.base import resolve_reward
 from verirl.rewards.guard import GuardedReward
+from verirl.rewards.spec import metric_name
+from verirl.rl.advantages import AdvantageSpec, advantage_line, check_advantage
+from verirl.rl.config import cpu_only, default_of
+from verirl.rl.registry import register
+from verirl.rl.trainer import Section, Trainer
+from verirl.rl.trl_bounds import TRL_BOUNDS
+from verirl.rl.trl_run import Built, TrlParts, run_trl
 
 logger = logging.getLogger("verirl")
 
 
-def guarded_rewards(recipe: Recipe) -> list[GuardedReward]:
+def guarded_rewards(recipe: Any) -> list[GuardedReward]:
     """The recipe's rewards, each behind the failure guard, named as in the recipe (TRL logs rewards/<name>/mean)."""
     return [
-        GuardedReward(resolve_reward(r.name, r.args), _metric_name(r.name), r.timeout_s, r.retry_per_sample)
+        GuardedReward(resolve_reward(r.name, r.args), metric_name(r.name), r.timeout_s, r.retry_per_sample)
         for r in recipe.rewards
     ]
 
 
-def _metric_name(name: str) -> str:
-    """Dotted paths make poor metric names: ``pkg.mod:fn`` -> ``fn``."""
-    return name.rsplit(":", 1)[-1] if ":" in name else name
-
-
 def build_grpo_trainer(
-    recipe: Recipe,
+    recipe: Any,
     model: Any,
     tokenizer: Any,
     train_dataset: Any,
@@ -45,17 +47,22 @@ def build_grpo_trainer(
     """TRL's GRPOTrainer (or RESTRAIN's subclass); with ``generator`` (a vLLM backend) its rollouts come from it."""
     from trl import GRPOTrainer
 
+    from verirl.answers import get_extractor
+
     kwargs: dict[str, Any] = {}
     if generator is not None:
+        from verirl.rl.rollouts import GeneratorRollouts
+
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
         kwargs["rollout_func"] = GeneratorRollouts(generator)
     trainer_class = GRPOTrainer
-    if recipe.advantage.name == "restrain":
+    advantage = recipe.section("advantage")
+    if advantage.name == "restrain":
         from verirl.rl.restrain import RestrainGRPOTrainer, restrain_config, with_prompt_weights
 
-        kwargs["restrain"] = restrain_config(recipe.advantage)
-        kwargs["extractor"] = get_extractor(recipe.advantage.extractor, recipe.advantage.extractor_args)
-        if recipe.advantage.prompt_weights:
+        kwargs["restrain"] = restrain_config(advantage)
+        kwargs["extractor"] = get_extractor(advantage.extractor, advantage.extractor_args)
+        if advantage.prompt_weights:
             train_dataset = with_prompt_weights(recipe, model, tokenizer, train_dataset, config, kwargs["extractor"])
         trainer_class = RestrainGRPOTrainer
     return trainer_class(
@@ -70,70 +77,125 @@ def build_grpo_trainer(
     )
 
 
-class GeneratorRollouts:
-    """TRL's ``rollout_func`` over a verirl generator (the vLLM backends).
+def _build(parts: TrlParts) -> Built:
+    recipe = parts.ctx.recipe
+    engine = None
+    if recipe.generator.backend != "hf":
+        from verirl.generators.backends import build_generator
 
-    TRL hands over this process's prompts with each prompt repeated once per sample of its group; each run of equal
-    prompts becomes one request for that many samples (one prefill, shared by the group). Before the first rollout
-    after an optimizer step, the trainer's weights (LoRA merged) are synced into the engine; with a shared server only
-    the main process pushes them and the others wait for it. Sampling settings come from the trainer's arguments
-    (``temperature``, ``top_p``, ``top_k``, ``max_completion_length``).
-    """
-
-    def __init__(self, generator: Any):
-        self.generator = generator
-        self.synced_step: int | None = None
-        self.seconds = {"sync": 0.0, "generate": 0.0}
-
-    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list]:
-        from verirl.generators.base import SamplingParams
-
-        self._sync(trainer)
-        args = trainer.args
-        sampling = SamplingParams(
-            max_new_tokens=args.max_completion_length,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k or 0,
+        logger.info("starting the %s rollout engine for %s ...", recipe.generator.backend, parts.source.path)
+        engine = build_generator(
+            recipe.generator,
+            model_path=parts.source.path,
+            tokenizer=parts.tokenizer,
+            model_dtype=recipe.model.dtype,
+            seed=parts.config.seed,
         )
-        runs = _runs(prompts)
-        prompt_ids = self.generator.encode([prompt for prompt, _ in runs])
-        start = time.time()
-        groups: list[tuple[list, list]] = [([], [])] * len(runs)  # (ids, logprobs) per run, filled below
-        for n in {n for _, n in runs}:  # one request per group size (usually one: num_generations)
-            chosen = [i for i, (_, count) in enumerate(runs) if count == n]
-            ids, logprobs = self.generator.generate_ids([prompt_ids[i] for i in chosen], n, sampling)
-            for i, group in zip(chosen, zip(ids, logprobs, strict=True), strict=True):
-                groups[i] = group
-        self.seconds["generate"] += time.time() - start
-        # TRL's order: the runs in order, each run's samples together
+    trainer = build_grpo_trainer(
+        recipe, parts.model, parts.tokenizer, parts.train_dataset, parts.config, parts.callbacks, parts.peft_config,
+        generator=engine,
+    )  # fmt: skip
+
+    def rollout_figures() -> dict[str, Any]:
+        if engine is None:
+            return {}
+        rollouts = trainer.rollout_func
         return {
-            "prompt_ids": [prompt_ids[i] for i, (ids, _) in enumerate(groups) for _ in ids],
-            "completion_ids": [c for ids, _ in groups for c in ids],
-            "logprobs": [lp for _, lps in groups for lp in lps],
+            "rollouts": {
+                "backend": recipe.generator.backend,
+                "engine_start_seconds": round(getattr(engine, "startup_seconds", 0.0), 1),
+                "generate_seconds": round(rollouts.seconds["generate"], 1),
+                "weight_sync_seconds": round(rollouts.seconds["sync"], 1),
+            }
         }
 
-    def _sync(self, trainer: Any) -> None:
-        step = trainer.state.global_step
-        if step == self.synced_step:
-            return
-        start = time.time()
-        accelerator = trainer.accelerator
-        if accelerator.is_main_process or not self.generator.shared:
-            self.generator.sync_from(accelerator.unwrap_model(trainer.model))
-        if self.generator.shared:
-            accelerator.wait_for_everyone()
-        self.synced_step = step
-        self.seconds["sync"] += time.time() - start
-        logger.debug("rollout engine weights synced at step %d in %.2f s", step, time.time() - start)
+    close = getattr(engine, "close", None)
+    return Built(trainer, rewards=trainer.reward_funcs, extra=rollout_figures, close=close)
 
 
-def _runs(prompts: list[Any]) -> list[tuple[Any, int]]:
-    """Consecutive equal prompts as ``(prompt, count)``: ``[a, a, b, b, b] -> [(a, 2), (b, 3)]``."""
-    runs: list[tuple[Any, int]] = []
-    for prompt in prompts:
-        if runs and runs[-1][0] == prompt:
-            runs[-1] = (prompt, runs[-1][1] + 1)
-        else:
-            runs.append((prompt, 1))
-    return runs
+def run(ctx: Any) -> dict[str, Any]:
+    return run_trl(ctx, _build)
+
+
+def _grpo_config() -> type:
+    from trl import GRPOConfig
+
+    return GRPOConfig
+
+
+def derive_args(recipe: Any, values: dict[str, Any], num_processes: int, file: str) -> dict[str, Any]:
+    """``reward_weights`` from the rewards' weights; ``use_cpu`` without a GPU; batch divisibility for the launch's
+    processes (TRL checks it for the current world size, 1 here)."""
+    if "reward_weights" in values:
+        raise RecipeError(file, "args.reward_weights", "set each reward's `weight` in `rewards` instead")
+    derived: dict[str, Any] = {"reward_weights": [r.weight for r in recipe.rewards]}
+    if "use_cpu" not in values:
+        derived.update(cpu_only())
+    check_batches(_grpo_config(), values, num_processes, file)
+    return derived
+
+
+def check_batches(cls: type, values: dict[str, Any], num_processes: int, file: str) -> None:
+    per_device = values.get("per_device_train_batch_size", default_of(cls, "per_device_train_batch_size"))
+    num_generations = values.get("num_generations", default_of(cls, "num_generations"))
+    global_batch = per_device * num_processes
+    if values.get("generation_batch_size") is not None:
+        generation_batch = values["generation_batch_size"]
+        if generation_batch % global_batch:
+            raise RecipeError(
+                file,
+                "args.generation_batch_size",
+                f"{generation_batch} must be divisible by per_device_train_batch_size × processes = {global_batch}",
+            )
+        detail = f"generation_batch_size = {generation_batch}"
+    else:
+        steps = values.get("steps_per_generation") or values.get(
+            "gradient_accumulation_steps", default_of(cls, "gradient_accumulation_steps")
+        )
+        generation_batch = global_batch * steps
+        detail = (
+            f"{per_device} per device × {num_processes} processes × {steps} steps = {generation_batch} completions"
+        )
+    if num_generations and num_generations >= 2 and generation_batch % num_generations:
+        raise RecipeError(
+            file,
+            "args.num_generations",
+            f"the generation batch ({detail}) must be divisible by num_generations ({num_generations})",
+        )
+
+
+def plan(recipe: Any, config: Any, num_processes: int) -> list[tuple[str, str]]:
+    generation_batch = config.per_device_train_batch_size * num_processes * config.steps_per_generation
+    return [
+        (
+            "batches",
+            f"{config.per_device_train_batch_size} completions/device x {num_processes} process(es), "
+            f"{config.num_generations} per prompt, generation batch {generation_batch}, max_steps {config.max_steps}",
+        )
+    ]
+
+
+GRPO = register(
+    Trainer(
+        name="grpo",
+        summary="GRPO on TRL's GRPOTrainer: rollouts (hf, vLLM), guarded rewards, TRL's or RESTRAIN's advantages",
+        run=run,
+        config=_grpo_config,
+        arg_bounds={**TRL_BOUNDS, "num_generations": {"ge": 1}},  # 1: TRL's own message says why 2 are needed
+        derive_args=derive_args,
+        sections=(
+            Section(
+                "advantage",
+                AdvantageSpec,
+                shorthand="name",
+                check=check_advantage,
+                plan=advantage_line,
+                example="{name: restrain}",
+            ),
+        ),
+        backends=("hf", "vllm", "vllm-server", "auto"),
+        rewards="required",
+        rewards_hint="e.g. [{name: number_match}]",
+        plan=plan,
+    )
+)

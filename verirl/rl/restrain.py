@@ -2,7 +2,7 @@
 
 Paper: Z. Yu, W. Su, ..., J. Weston, P. Yu, J. Xu, "From Spurious Votes to Signals: Self-Driven RL with
 Self-Penalization" (RESTRAIN), arXiv:2510.02172, ICLR 2026. No code was released; the formulas below are the
-paper's as reproduced by the ICLR-2026 paper notes and reviews (see the project's ALGORITHMS.md §1).
+paper's as reproduced by the ICLR-2026 paper notes and reviews (see docs/restrain.md).
 
 From the paper:
 
@@ -37,25 +37,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trl import GRPOTrainer
 
+from verirl.answers import vote_counts
+from verirl.rl.advantages import RestrainConfig, restrain_config
+
+__all__ = ["RestrainConfig", "RestrainGRPOTrainer", "restrain_advantages", "with_prompt_weights"]
+
 PROMPT_WEIGHT_COLUMN = "restrain_prompt_weight"
 CACHE_FILE = "restrain_prompt_weights.json"
-
-
-@dataclass(frozen=True)
-class RestrainConfig:
-    kappa: float = 0.375
-    delta: float = 0.5
-    sigma: float = 0.5
-    center: float = 1.0
-    eps: float = 1e-4
 
 
 def shaping(f: float, center: float, sigma: float) -> float:
@@ -86,7 +80,7 @@ def restrain_advantages(
     n = len(answers)
     if n == 0:
         return []
-    counts = Counter(a for a in answers if a is not None)
+    counts = vote_counts(answers)
     if not counts:
         return [-prompt_weight * delta if kappa > 0 else 0.0] * n
     majority_share = max(counts.values()) / n
@@ -107,7 +101,7 @@ def restrain_advantages(
 
 def group_stats(answers: Sequence[Any], kappa: float) -> dict[str, float]:
     """Majority share, distinct answers and whether the group is penalised (for logging)."""
-    counts = Counter(a for a in answers if a is not None)
+    counts = vote_counts(answers)
     share = max(counts.values()) / len(answers) if counts else 0.0
     return {"majority_share": share, "distinct_answers": float(len(counts)), "penalised": float(share < kappa)}
 
@@ -134,7 +128,7 @@ def prompt_weights(
         raise ValueError(f"generate returned {len(groups)} groups for {len(prompts)} prompts")
     for texts in groups:
         answers = extract_all(extractor, texts)
-        counts = Counter(a for a in answers if a is not None)
+        counts = vote_counts(answers)
         share = max(counts.values()) / len(texts) if counts else 0.0
         results.append(
             {
@@ -251,11 +245,6 @@ def restrain_settings(
         "sigma": config.sigma,
         "center": config.center,
     }
-
-
-def restrain_config(spec: Any) -> RestrainConfig:
-    """A RestrainConfig from a recipe's ``advantage`` section (defaults already filled in by validation)."""
-    return RestrainConfig(kappa=spec.kappa, delta=spec.delta, sigma=spec.sigma, center=spec.center)
 
 
 def with_prompt_weights(

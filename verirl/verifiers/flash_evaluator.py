@@ -2,7 +2,7 @@
 
 Paper: C. Feng, Y. Pu, ..., K. Gai, "FlashEvaluator: Expanding Search Space with Parallel Evaluation",
 arXiv:2603.02565 (2026). No code was released and only the abstract and secondary summaries were available
-(the project's ALGORITHMS.md §5).
+(docs/flash_evaluator.md).
 
 From the paper: in a generator–evaluator setup, an independent evaluator scores each of K candidates on its own
 (K forward passes, no comparison between candidates); FlashEvaluator encodes the shared context once, shares
@@ -16,8 +16,7 @@ Our design (the architecture details are not published):
   itself on a CPU, while a ~1M-parameter encoder scores a group of 16 in milliseconds and trains on a CPU in
   minutes. Byte-level input needs no tokenizer and reads numbers digit by digit. Sizes are configurable; the
   default puts depth where it is shared (3 context layers, 1 candidate layer): at about the size of 2+2 it
-  selects about as well (1-2 points lower on average over seeds, within run-to-run noise) and scores a group of
-  16 about 1.2x faster (docs/benchmarks.md).
+  selects about as well and scores a group faster (measurements: docs/benchmarks.md, section FlashEvaluator).
 * **Context encoded once**: a transformer encoder over the (chat-flattened) prompt.
 * **Candidates encoded jointly**: all K candidates go through one batched pass of decoder layers (self-attention
   within a candidate, cross-attention to the shared context encoding); identical candidates are encoded once and
@@ -28,11 +27,10 @@ Our design (the architecture details are not published):
   candidate token attends to the tokens of all the group's candidates (a learned bias marks its own candidate's
   keys; a deduplicated candidate weighs as often as it occurs, so deduplication changes no score), before pooling —
   the abstract's "candidates share information" taken literally, so a digit of one answer can look at the same
-  place in the others. On synthetic groups it raised the joint evaluator's decisive top-1 from 0.375 to 0.422 (five
-  seeds, ahead of the pointwise baseline in 5 of 5), on SmolLM2 groups it was level (two seeds); it about doubles
-  training time and keeps the K = 16 speedup above 8x (docs/benchmarks.md). ``0`` leaves only the pooled-vector
-  stage below. The pointwise baseline runs the same layers within its one candidate (same parameters, no
-  comparison).
+  place in the others. It is the default because it selects better where candidates inform each other, at the
+  cost of training time (measurements: docs/benchmarks.md, section FlashEvaluator). ``0`` leaves only the
+  pooled-vector stage below. The pointwise baseline runs the same layers within its one candidate (same
+  parameters, no comparison).
 * **Answer agreement** (optional, ``agreement: <extractor>``): each candidate's vector gets a learned embedding of
   how many candidates of the group give the same final answer (verirl.answers extractors) — the signal majority
   voting uses, handed to the cross-candidate stage directly instead of being learned from bytes. It exists only
@@ -42,12 +40,12 @@ Our design (the architecture details are not published):
   the target; groups whose rewards are all equal carry no listwise signal and are left out of it), plus, by
   default, the per-candidate loss of the pointwise baseline on every group at weight 0.3 (``pointwise_weight``:
   all-wrong groups still teach what a wrong answer looks like; 0.3 rather than 1.0 leaves more of the objective to
-  the comparison: on SmolLM2 groups the joint evaluator then picked at least as well as the pointwise one in 4 of 5
-  seeds instead of 1 of 3, a mean gap within noise either way), optionally plus a pairwise logistic loss. The epoch
-  that ranks best on a validation split of the training groups is kept (small group sets overfit within a few
-  epochs). "Best" is the share of candidate pairs ordered like their rewards (``select_by: pairwise``), not top-1
-  accuracy: a 10 % split holds only a few dozen groups where the choice matters, and top-1 on those moved by ±3
-  points from epoch to epoch and kept early, worse epochs (docs/benchmarks.md).
+  the comparison; measurements: docs/benchmarks.md, section FlashEvaluator), optionally plus a pairwise logistic
+  loss. The epoch that ranks best on a validation split of the training groups is kept (small group sets overfit
+  within a few epochs). "Best" is the share of candidate pairs ordered like their rewards (``select_by:
+  pairwise``), not top-1 accuracy: a 10 % split holds only a few dozen groups where the choice matters, and
+  top-1 on those was too noisy from epoch to epoch and kept early, worse epochs (measurements: docs/benchmarks.md,
+  section FlashEvaluator).
 * **Pointwise baseline** (``cross_candidate=False``): the same modules and parameter count, but every candidate is
   scored alone (its own forward pass, context re-encoded, the set stage sees a set of one) and trained with
   per-candidate binary cross-entropy (or MSE for non-binary rewards) — an independent evaluator.
@@ -71,6 +69,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from verirl.answers import vote_counts
 from verirl.verifiers.groups import best_index
 
 PAD, BOS, EMPTY, OFFSET = 0, 1, 2, 3
@@ -385,7 +384,7 @@ class FlashEvaluator(nn.Module):
         rows = []
         for group in [candidates] if self.config.cross_candidate else [[c] for c in candidates]:
             answers = extract_all(self._extractor, group)
-            counts = Counter(a for a in answers if a is not None)
+            counts = vote_counts(answers)
             top = max(counts.values()) if counts else 0
             rows += [
                 [counts[a] / len(group), float(counts[a] == top), 1.0] if a is not None else [0.0, 0.0, 0.0]

@@ -1,4 +1,4 @@
-"""Character-level structural-anomaly detection for TextPecker (ALGORITHMS.md §2).
+"""Character-level structural-anomaly detection for TextPecker (arXiv 2602.20903; docs/textpecker.md).
 
 The paper flags malformed glyphs with a fine-tuned 8B VLM recogniser (it writes ``<#>`` for a flawed character).
 We do not run an 8B model in a reward loop on a CPU; our design combines the evidence the OCR recogniser already

@@ -165,7 +165,7 @@ class CTCRecognizer:
         self.input_name = self.session.get_inputs()[0].name
         self.index = {ch: i for i, ch in enumerate(self.characters) if i}
         # paddleocr pads every batch to at least 48x320; sorted by width, batches need only their widest line (the
-        # texts stay the same, and recognition of short lines takes ~30 % less time)
+        # texts stay the same, short lines are recognised faster; measurements: docs/benchmarks.md, TextPecker)
         self.min_width = REC_HEIGHT
 
     def posteriors(self, crops: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
@@ -237,10 +237,11 @@ class PaddleOCRBackend:
     paddleocr's full pipeline would recognise every line and then we would recognise it again for the posteriors;
     instead its detector finds, sorts and crops the lines (paddleocr's own box sorting and cropping) and the
     recognition model runs once, batched over every line of the batch, through :class:`CTCRecognizer` (the same
-    preprocessing and greedy CTC decoding as paddleocr's; the texts are identical). That is ~30 % faster.
+    preprocessing and greedy CTC decoding as paddleocr's; the texts are identical), which is faster.
 
     ``limit_side_len``: images are resized so their longer side is at most this (paddleocr's ``max`` limit type;
-    its default ``min`` upscales small images, which costs 4-8x and reads no better)."""
+    its default ``min`` upscales small images, which is slower and reads no better). (measurements:
+    docs/benchmarks.md, section TextPecker)"""
 
     def __init__(self, limit_side_len: int = 736, threads: int | None = None, cache: Path | None = None):
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")  # never try to download

@@ -1,4 +1,4 @@
-"""TextPecker's two scores, as the paper defines them (arXiv 2602.20903, ALGORITHMS.md §2).
+"""TextPecker's two scores, as the paper defines them (arXiv 2602.20903; docs/textpecker.md).
 
 * Semantic alignment ``S_E = 1 - (sum of matched NED + | |P| - |T| |) / max(|T|, |P|)``: target T and recognised
   text P are lowercased, split on whitespace, CJK split into single characters (Latin runs stay words), and words

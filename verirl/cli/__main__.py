@@ -1,0 +1,7 @@
+"""``python -m verirl.cli``: the ``verirl`` command."""
+
+import sys
+
+from verirl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""The training worker: ``accelerate launch -m verirl.worker --recipe OUTPUT_DIR/recipe.yaml``.
+
+``verirl train`` validates the recipe, prepares the output directory and launches this module once per process
+(trainers declared ``launch="in_process"`` run :func:`train` in the command's own process). It loads the recipe and
+hands it to its trainer declaration's ``run`` with a :class:`~verirl.rl.context.RunContext` (results, held-out
+evaluation, checkpoints, model card, Hub push). Errors are one line; the traceback goes to ``error.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+from verirl.errors import VerirlError, first_line
+
+logger = logging.getLogger("verirl")
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="[verirl] %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def train(recipe_path: str, resume: bool = False) -> dict[str, Any]:
+    """Run one recipe in this process (one rank of an accelerate launch, or the whole run of an in-process
+    trainer). Returns the results dict."""
+    from verirl.recipes import load_recipe
+    from verirl.rl.context import RunContext
+
+    recipe = load_recipe(recipe_path, num_processes=int(os.environ.get("WORLD_SIZE", "1")))
+    ctx = RunContext(recipe, recipe.declaration, resume=resume, is_main=int(os.environ.get("RANK", "0")) == 0)
+    return recipe.declaration.run(ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="verirl-worker", description="verirl training worker (use `verirl train`)")
+    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    _setup_logging(args.debug)
+    if not args.debug:
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        # TRL's own vLLM path is not used (verirl's rollout_func is), so its vLLM version range does not apply
+        warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
+    try:
+        train(args.recipe, resume=args.resume)
+    except VerirlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; checkpoints already written are kept (continue with --resume)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - reported in one line; the traceback goes to error.log
+        log = Path(args.recipe).parent / "error.log"
+        try:
+            log.write_text(traceback.format_exc())
+        except OSError:
+            pass
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"error: training failed: {type(exc).__name__}: {first_line(exc) if str(exc).strip() else ''} "
+            f"(traceback in {log}; checkpoints already written are kept, continue with --resume)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        _leave_process_group()
+    return 0
+
+
+def _leave_process_group() -> None:
+    """Destroy the torch.distributed group before the interpreter exits. Left to static teardown, gloo's threads are
+    sometimes still joinable and the rank aborts ("terminate called without an active exception", exit -6) after a
+    finished run (measurements: docs/benchmarks.md, "Worker teardown")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception as exc:  # noqa: BLE001 - the run's own exit code and message matter more
+            logger.debug("destroy_process_group failed: %s", exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
