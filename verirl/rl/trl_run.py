@@ -104,10 +104,10 @@ def run_trl(ctx: RunContext, build: Callable[[TrlParts], Built]) -> dict[str, An
             **(built.extra() if built.extra else {}),
         }
         ctx.finish(train, built.rewards)
-    finally:
+        state.wait_for_everyone()
+    finally:  # after the last barrier: the engine's shutdown may take vLLM's process groups with it
         if built.close is not None:
             built.close()
-    state.wait_for_everyone()
     return ctx.results
 
 
