@@ -285,6 +285,9 @@ def test_verirl_train_with_vllm_rollouts(model_dir, write_recipe, tmp_path, proc
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "starting the vllm rollout engine" in result.stderr
+    # the run ends clean: no engine finaliser fails after the process group is gone (the quickstart's old traceback)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "Invalid process group" not in result.stdout + result.stderr
     train = json.loads((out / "eval_results.json").read_text())["train"]
     rollouts = train["rollouts"]
     assert train["processes"] == processes

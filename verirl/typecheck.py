@@ -34,7 +34,7 @@ class _Mismatch(Exception):
 class _NonFinite(_Mismatch):
     """A number was expected and the value is nan or +-inf (``.nan``, ``.inf``, ``"nan"``, ``1e999``)."""
 
-    def __init__(self, value: float):
+    def __init__(self, value: float | int):
         super().__init__(value)
         self.value = value
 
@@ -143,6 +143,10 @@ def _coerce(value: Any, annotation: Any) -> Any:
         if isinstance(value, bool):
             raise _Mismatch
         if isinstance(value, int):
+            try:
+                float(value)
+            except OverflowError:  # 10**400: no float can hold it
+                raise _NonFinite(value) from None
             return value  # an int is a valid float; keep 5 as 5 in resolved recipes
         if isinstance(value, float):
             return _finite(value)
@@ -172,7 +176,7 @@ def coerce(value: Any, annotation: Any, file: str | None, key: str) -> Any:
     try:
         return _coerce(value, annotation)
     except _NonFinite as exc:
-        raise RecipeError(file, key, f"expected a finite number, got {exc.value!r}") from None
+        raise RecipeError(file, key, f"expected a finite number, got {show(exc.value)}") from None
     except _Mismatch:
         shown = show(value) if not isinstance(value, dict | list) else type(value).__name__
         raise RecipeError(file, key, f"expected {describe(annotation)}, got {shown}") from None

@@ -15,9 +15,9 @@ Design choices, and why:
   imported.
 - **LoRA: merged weights.** Each LoRA layer's weight is sent as ``W + delta``, computed out of place (the trainer's
   weights are never modified); the engine never sees an adapter. One path for CPU and GPU and for any rank, at the
-  cost of a full sync (about 0.3 s for 135M parameters on a CPU), instead of vLLM's LoRA serving (adapter sync,
+  cost of a full sync (docs/benchmarks.md, "vLLM design figures"), instead of vLLM's LoRA serving (adapter sync,
   rank limits, not on every CPU build).
-- **``enforce_eager`` by default**: on a CPU, compiling costs 80-150 s of start-up for a few percent of throughput.
+- **``enforce_eager`` by default**: on a CPU, compiling costs minutes of start-up for a few percent of throughput.
 - **No chunked prefill on a CPU**: a seeded request whose prefill is split crashes vLLM 0.32's CPU runner ("CPU
   Generator does not use offset"); unsplit prefills cost nothing measurable at rollout sizes.
 - **Shut down explicitly** (:meth:`VLLMGenerator.close`), before the process group is destroyed: left to vLLM, the
@@ -47,7 +47,7 @@ def configure_environment(options: EngineOptions) -> None:
     """Set the variables vLLM reads at import and start-up; values the user exported win."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: weights by reference
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(options.kv_cache_gib))
-    # vLLM's default binding leaves cores idle on small machines (measured: half the throughput on 2 cores)
+    # vLLM's default binding leaves cores idle on small machines (docs/benchmarks.md, "vLLM design figures")
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", options.cpu_threads or default_cpu_threads())
     os.environ.setdefault("VLLM_PLUGINS", ",".join(vllm_plugins()))
 

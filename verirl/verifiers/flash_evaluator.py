@@ -70,6 +70,7 @@ import torch
 from torch import nn
 
 from verirl.answers import vote_counts
+from verirl.typecheck import setting
 from verirl.verifiers.groups import best_index
 
 PAD, BOS, EMPTY, OFFSET = 0, 1, 2, 3
@@ -81,19 +82,21 @@ WEIGHTS_FILE = "model.safetensors"
 
 @dataclass
 class FlashEvaluatorConfig:
-    d_model: int = 128
-    heads: int = 4
-    context_layers: int = 3  # paid once per group: the joint evaluator can afford a deeper shared encoder ...
-    candidate_layers: int = 1  # ... paid per unique candidate (and, pointwise, per candidate with the context)
-    cross_layers: int = 2
-    token_cross_layers: int = 1  # candidate tokens attending to all the group's candidate tokens (0 = none)
-    ff_mult: int = 4
-    dropout: float = 0.0
-    max_context_tokens: int = 192
-    max_candidate_tokens: int = 64
-    cross_candidate: bool = True  # False: the pointwise baseline
-    agreement: str | None = None  # an answer extractor (verirl.answers): add answer-agreement features per candidate
-    dedup: bool = True  # encode identical candidates of a group once
+    """The evaluator's size and options (``evaluator.model`` in a recipe)."""
+
+    d_model: int = setting(128, help="width of every layer", ge=8)
+    heads: int = setting(4, help="attention heads (must divide d_model)", ge=1)
+    context_layers: int = setting(3, help="layers over the prompt, paid once per group", ge=0)
+    candidate_layers: int = setting(1, help="layers per unique candidate (pointwise: with the context)", ge=0)
+    cross_layers: int = setting(2, help="set layers where the pooled candidates attend to each other", ge=0)
+    token_cross_layers: int = setting(1, help="layers where candidate tokens attend to the group's tokens", ge=0)
+    ff_mult: int = setting(4, help="feed-forward width as a multiple of d_model", ge=1)
+    dropout: float = setting(0.0, help="dropout probability", ge=0, lt=1)
+    max_context_tokens: int = setting(192, help="prompt bytes kept (the end of the prompt)", ge=1)
+    max_candidate_tokens: int = setting(64, help="candidate bytes kept (the start of each candidate)", ge=1)
+    cross_candidate: bool = setting(True, help="score candidates jointly (false: the pointwise baseline)")
+    agreement: str | None = setting(None, help="an answer extractor: add answer-agreement features per candidate")
+    dedup: bool = setting(True, help="encode identical candidates of a group once")
 
 
 def context_text(context: Any) -> str:
@@ -518,17 +521,19 @@ SelectBy = Literal["pairwise", "top1"]  # validation figures that can pick the e
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    batch_groups: int = 32
-    temperature: float = 0.1  # listwise target softmax(reward / temperature)
-    pairwise_weight: float = 0.0  # add a pairwise logistic loss with this weight
-    pointwise_weight: float = 0.3  # joint model: add per-candidate BCE/MSE on every group (also all-equal ones)
-    validation_fraction: float = 0.1  # training groups held out to keep the best epoch (0: keep the last epoch)
-    select_by: SelectBy = "pairwise"  # the validation figure that picks the epoch ("top1": decisive accuracy)
-    seed: int = 0
-    log_every: int = 1  # epochs
+    """How an evaluator is trained (``evaluator.train`` in a recipe)."""
+
+    epochs: int = setting(20, help="passes over the training groups", ge=1)
+    lr: float = setting(1e-3, help="AdamW learning rate", gt=0)
+    weight_decay: float = setting(0.01, help="AdamW weight decay", ge=0)
+    batch_groups: int = setting(32, help="groups per optimizer step", ge=1)
+    temperature: float = setting(0.1, help="listwise target softmax(reward / temperature)", gt=0)
+    pairwise_weight: float = setting(0.0, help="weight of an added pairwise logistic loss", ge=0)
+    pointwise_weight: float = setting(0.3, help="joint model: weight of a per-candidate loss on every group", ge=0)
+    validation_fraction: float = setting(0.1, help="groups held out to keep the best epoch (0: the last)", ge=0, lt=1)
+    select_by: SelectBy = setting("pairwise", help="the validation figure that picks the epoch: pairwise | top1")
+    seed: int = setting(0, help="seed of initialisation, shuffling and the validation split")
+    log_every: int = setting(1, help="log every N epochs", ge=1)
 
 
 def _batch(model: FlashEvaluator, groups: list[Any]) -> tuple[torch.Tensor, ...]:
