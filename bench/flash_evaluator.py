@@ -80,7 +80,8 @@ def trained(config: dict, cross: bool, train_groups, epochs: int, seed: int, ini
     """One evaluator (joint or pointwise) trained on ``train_groups``: (model, training history)."""
     import torch
 
-    from verirl.verifiers.flash_evaluator import FlashEvaluator, FlashEvaluatorConfig, TrainConfig, train_evaluator
+    from verirl.verifiers.flash_evaluator import FlashEvaluator, FlashEvaluatorConfig
+    from verirl.verifiers.flash_training import TrainConfig, train_evaluator
 
     if init_seed is not None:
         torch.manual_seed(init_seed)
@@ -90,7 +91,7 @@ def trained(config: dict, cross: bool, train_groups, epochs: int, seed: int, ini
 
 def accuracy_over_seeds(config: dict, train_groups, eval_groups, epochs: int, seeds: list[int]) -> None:
     """Decisive selection accuracy of both evaluators per seed (init and training), and the means."""
-    from verirl.verifiers.flash_evaluator import selection_accuracy
+    from verirl.verifiers.flash_training import selection_accuracy
 
     results: dict[str, list[float]] = {"flash": [], "pointwise": []}
     for seed in seeds:
@@ -130,11 +131,8 @@ def main() -> None:
 
     import torch
 
-    from verirl.verifiers.flash_evaluator import (
-        FlashEvaluator,
-        FlashEvaluatorConfig,
-        selection_accuracy,
-    )
+    from verirl.verifiers.flash_evaluator import FlashEvaluator, FlashEvaluatorConfig
+    from verirl.verifiers.flash_training import selection_accuracy
     from verirl.verifiers.groups import load_groups
 
     start = time.time()

@@ -12,6 +12,17 @@ ROOT = Path(__file__).resolve().parents[1]
 VERIRL = str(Path(sys.executable).parent / "verirl")
 
 
+def _one_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.device_count() < 2
+
+
+# Two ranks: gloo on a CPU machine, one GPU each on a GPU machine (accelerate's --multi_gpu); a single GPU cannot
+# hold two NCCL ranks, so there the test is skipped rather than failed.
+two_processes = pytest.mark.skipif(_one_gpu(), reason="two ranks need two GPUs on a GPU machine (or no GPU)")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random 2-layer Llama with a tiny tokenizer, saved as a from_pretrained folder (built once per session)."""

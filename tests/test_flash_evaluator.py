@@ -9,11 +9,9 @@ import yaml
 from verirl.cli import main
 from verirl.errors import RecipeError
 from verirl.recipes import load_recipe
-from verirl.verifiers.flash_evaluator import (
-    FlashEvaluator,
-    FlashEvaluatorConfig,
+from verirl.verifiers.flash_evaluator import FlashEvaluator, FlashEvaluatorConfig, encode_bytes
+from verirl.verifiers.flash_training import (
     TrainConfig,
-    encode_bytes,
     listwise_loss,
     pairwise_loss,
     pairwise_ranking,
@@ -101,7 +99,7 @@ def test_dedup_gives_the_same_scores_and_keeps_vote_counts(token_cross):
 @pytest.mark.parametrize("cross", [True, False])
 def test_packed_scoring_matches_the_padded_batch_forward(cross, token_cross):
     """score_group packs the candidates' tokens (no padding); training's forward pads them: same scores."""
-    from verirl.verifiers.flash_evaluator import _batch
+    from verirl.verifiers.flash_training import group_batch as _batch
 
     model = _model(cross_candidate=cross, token_cross_layers=token_cross)
     candidates = ["4", "the answer is 17", "", "x" * 100, "4", "five"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import VERIRL
+from tests.conftest import VERIRL, two_processes
 from verirl.errors import VerirlError
 from verirl.generators.diffusion import (
     DiffusionGenerator,
@@ -440,6 +440,7 @@ def test_presets_fill_only_unset_fields():
     assert config.group_size == 4 and config.ema is True and config.ratio_norm is True  # the release's clip needs it
 
 
+@two_processes
 def test_two_processes_train_one_lora(tiny_pipeline_dir, write_recipe, tmp_path):
     """accelerate with 2 gloo processes: DDP over the LoRA (some of whose weights get no gradient) works."""
     out = tmp_path / "run2"

@@ -9,7 +9,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.conftest import VERIRL, tiny_grpo_recipe
+from tests.conftest import VERIRL, tiny_grpo_recipe, two_processes
 from verirl.cli import main
 from verirl.recipes import load_recipe
 
@@ -112,6 +112,7 @@ def test_worker_errors_are_one_line_and_exit_nonzero(tiny_model_dir, tmp_path):
     assert "needs dataset column(s) ['answer']" in last and "Traceback" not in result.stderr
 
 
+@two_processes
 def test_two_cpu_processes_train_with_gloo(tiny_model_dir, tmp_path):
     """accelerate's `--cpu --num_processes 2` silently runs one process; verirl launches two real ranks."""
     out = tmp_path / "out"

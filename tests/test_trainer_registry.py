@@ -87,3 +87,21 @@ def test_toy_trainer_runs_through_accelerate_and_its_output_is_recognised(tmp_pa
     card = (out / "README.md").read_text()
     assert "pipeline_tag: question-answering" in card and "a lookup table" in card
     assert yaml.safe_load((out / "recipe.yaml").read_text())["trainer"] == "tests.toy_trainer:TOY"
+
+
+def test_recipe_reference_is_generated_from_the_declarations():
+    from verirl.cli.reference import full_reference
+
+    assert (ROOT / "docs" / "recipe_reference.md").read_text() == full_reference(), (
+        "regenerate: verirl trainers show --all > docs/recipe_reference.md"
+    )
+
+
+def test_trainers_list_and_show(capsys, tmp_path):
+    assert main(["trainers", "list"]) == 0
+    assert "flow_grpo" in capsys.readouterr().out
+    assert main(["trainers", "show", "tests.toy_trainer:TOY"]) == 0
+    out = capsys.readouterr().out
+    assert "| `epochs` | `1` | passes over the training rows (>= 1) |" in out and "### `memory`" in out
+    assert main(["trainers", "show", "nope"]) == 2
+    assert "expected one of: grpo, dpo" in capsys.readouterr().err

@@ -5,6 +5,7 @@
     verirl push OUTPUT_DIR --repo-id ID [--public] [--revision BRANCH]
     verirl rewards list | new NAME [--dir DIR] | check NAME [--args JSON] [--column KEY=VALUE ...]
     verirl models list | prepare [ALIAS]
+    verirl trainers list | show NAME | show --all
     verirl evaluator train RECIPE [--set key=value ...] [--overwrite]
     verirl select --evaluator DIR (--model MODEL PROMPT ... | --groups FILE) [-k 8]
     verirl score textpecker IMAGE ... --text TEXT
@@ -79,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a dataset column the reward needs, same value for every sample",
     )
     check.add_argument("--timeout", type=float, default=60.0, help="seconds per call (default 60)")
+
+    trainers = sub.add_parser("trainers", parents=[common], help="the trainers a recipe can name, and their fields")
+    tsub_ = trainers.add_subparsers(dest="trainers_command", metavar="ACTION")
+    tsub_.add_parser("list", parents=[common], help="built-in and plug-in trainers")
+    tshow = tsub_.add_parser("show", parents=[common], help="a trainer's recipe sections and fields, with their help")
+    tshow.add_argument("name", nargs="?", help="a trainer name or package.module:TRAINER")
+    tshow.add_argument("--all", action="store_true", help="every built-in trainer and the shared sections (markdown)")
 
     evaluator = sub.add_parser("evaluator", parents=[common], help="train a FlashEvaluator (listwise K-way scorer)")
     esub = evaluator.add_subparsers(dest="evaluator_command", metavar="ACTION")
@@ -166,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="[verirl] %(message)s")
-    from verirl.cli import tools, train
+    from verirl.cli import reference, tools, train
 
     handlers = {
         "train": train.cmd_train,
         "push": train.cmd_push,
         "evaluator": train.cmd_evaluator,
+        "trainers": reference.cmd_trainers,
         "rewards": tools.cmd_rewards,
         "models": tools.cmd_models,
         "select": tools.cmd_select,

@@ -26,7 +26,8 @@ from verirl.errors import RecipeError, VerirlError
 from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
 from verirl.typecheck import setting
-from verirl.verifiers.flash_evaluator import FlashEvaluatorConfig, TrainConfig
+from verirl.verifiers.flash_evaluator import FlashEvaluatorConfig
+from verirl.verifiers.flash_training import TrainConfig
 from verirl.verifiers.groups import Group, best_index, build_groups, load_groups, save_groups
 
 logger = logging.getLogger("verirl")
@@ -72,7 +73,7 @@ def majority_pick(candidates: list[str], extractor: Any) -> int | None:
 
 def reference_picks(groups: list[Group], extractor: Any) -> dict[str, dict[str, float]]:
     """Selection without a learned evaluator on the same groups: one sample, majority vote, and the oracle."""
-    from verirl.verifiers.flash_evaluator import pick_metrics
+    from verirl.verifiers.flash_training import pick_metrics
 
     return {
         "first_sample": pick_metrics(groups, [0 if g.candidates else None for g in groups]),
@@ -129,7 +130,8 @@ def _groups(recipe: Any, out: Path) -> tuple[list[Group], list[Group]]:
 
 
 def run_evaluator_recipe(recipe: Any) -> dict[str, Any]:
-    from verirl.verifiers.flash_evaluator import FlashEvaluator, selection_accuracy, train_evaluator
+    from verirl.verifiers.flash_evaluator import FlashEvaluator
+    from verirl.verifiers.flash_training import selection_accuracy, train_evaluator
 
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
