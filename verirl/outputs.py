@@ -15,6 +15,7 @@ Layout::
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -32,11 +33,15 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def check_output_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> None:
-    """Refuse a non-empty directory unless ``resume`` or ``overwrite``; refuse ``resume`` of an empty one."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise VerirlError(f"output_dir {out}: exists and is not a directory")
-    has_content = out.is_dir() and any(out.iterdir())
+    """Refuse a non-empty directory unless ``resume`` or ``overwrite``; refuse ``resume`` of an empty one. The path
+    is normalised first (``runs/x/..`` is ``runs``), and a path the system cannot use is an error, not a crash."""
+    out = Path(os.path.normpath(path))
+    try:
+        if out.exists() and not out.is_dir():
+            raise VerirlError(f"output_dir {out}: exists and is not a directory")
+        has_content = out.is_dir() and any(out.iterdir())
+    except OSError as exc:
+        raise VerirlError(f"output_dir {str(out)[:80]}: not usable ({exc.strerror or exc})") from None
     if resume and not has_content:
         raise VerirlError(f"--resume: output_dir {out} has nothing to resume from")
     if has_content and not (overwrite or resume):
@@ -48,7 +53,7 @@ def check_output_dir(path: str | Path, overwrite: bool = False, resume: bool = F
 
 def prepare_output_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
     """Create the directory after :func:`check_output_dir`; ``overwrite`` deletes what was there (explicitly asked)."""
-    out = Path(path)
+    out = Path(os.path.normpath(path))
     check_output_dir(out, overwrite, resume)
     if overwrite and not resume and out.is_dir():
         shutil.rmtree(out)

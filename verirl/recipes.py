@@ -226,6 +226,14 @@ def _rewards(data: dict[str, Any], trainer: Trainer, file: str) -> list[RewardSp
     return rewards
 
 
+def _output_dir(value: Any, file: str) -> str:
+    """``output_dir`` (default ``runs/<recipe name>``), normalised: ``runs/x/..`` is ``runs``."""
+    text = coerce(value if value not in (None, "") else f"runs/{Path(file).stem}", str, file, "output_dir")
+    if "\0" in text or not text.strip():
+        raise RecipeError(file, "output_dir", f"expected a directory path, got {text[:80]!r}")
+    return os.path.normpath(text)
+
+
 def _validate(data: dict[str, Any], file: str, num_processes: int, check_files: bool) -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError(file, None, f"expected a mapping of sections at the top level, got {type(data).__name__}")
@@ -241,7 +249,7 @@ def _validate(data: dict[str, Any], file: str, num_processes: int, check_files: 
         generator=build_generator_spec(data.get("generator"), file, trainer.backends, trainer.name),
         eval=EvalSpec(),
         hub=build_hub_spec(data.get("hub"), file),
-        output_dir=coerce(data.get("output_dir") or f"runs/{Path(file).stem}", str, file, "output_dir"),
+        output_dir=_output_dir(data.get("output_dir"), file),
         sections=_sections(data, trainer, file),
         file=file,
         raw=data,

@@ -315,6 +315,10 @@ def field_help(cls: type) -> dict[str, str]:
 
     Fields that are themselves dataclasses also list their own fields as ``name.sub``.
     """
+    return _field_help(cls, (cls,))
+
+
+def _field_help(cls: type, seen: tuple[type, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
@@ -322,8 +326,8 @@ def field_help(cls: type) -> dict[str, str]:
             continue
         out[f.name] = str(f.metadata.get("help", "") or "")
         nested = _nested_dataclass(hints.get(f.name))
-        if nested is not None and nested is not cls:
-            out.update({f"{f.name}.{k}": v for k, v in field_help(nested).items()})
+        if nested is not None and nested not in seen:  # a dataclass that contains itself is listed once
+            out.update({f"{f.name}.{k}": v for k, v in _field_help(nested, (*seen, nested)).items()})
     return out
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from verirl.errors import VerirlError
+from verirl.errors import RecipeError, VerirlError
 
 
 def plan(recipe: Any, launch_cmd: list[str] | None, num_processes: int) -> str:
@@ -101,7 +101,13 @@ def train(recipe: Any, args: argparse.Namespace, dry_run: bool = False) -> int:
                            resume, args.debug, torch.cuda.is_available())  # fmt: skip
     elif n > 1:
         raise VerirlError(f"--num-processes: trainer {recipe.trainer} runs in one process")
-    outputs.check_output_dir(out, args.overwrite, resume)
+    try:
+        outputs.check_output_dir(out, args.overwrite, resume)
+    except VerirlError as exc:  # name the recipe whose output_dir it is
+        message = str(exc)
+        if not message.startswith("output_dir "):
+            raise
+        raise RecipeError(recipe.file, "output_dir", message.removeprefix("output_dir ")) from None
     if dry_run:
         print(plan(recipe, argv, n))
         print("dry run: the recipe is valid; nothing was loaded or written")

@@ -29,7 +29,7 @@ class RunContext:
         self.out.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Any] = outputs.read_results(self.out) if resume else {}
 
-    def config(self, num_processes: int = 1) -> Any:
+    def config(self) -> Any:
         """The trainer's config object, built from the recipe's ``args`` and what verirl derived."""
         from verirl.rl.config import build_config
 

@@ -10,7 +10,7 @@ from verirl.errors import VerirlError
 from verirl.rl.config import cpu_only
 from verirl.rl.registry import register
 from verirl.rl.trainer import Trainer
-from verirl.rl.trl_bounds import TRL_BOUNDS
+from verirl.rl.trl_bounds import DPO_BOUNDS
 from verirl.rl.trl_run import Built, TrlParts, run_trl
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -62,7 +62,7 @@ DPO = register(
         summary="DPO on TRL's DPOTrainer over prompt/chosen/rejected preference data",
         run=run,
         config=_dpo_config,
-        arg_bounds=TRL_BOUNDS,
+        arg_bounds=DPO_BOUNDS,
         derive_args=derive_args,
         backends=("hf", "auto"),
         rewards="forbidden",

@@ -20,7 +20,7 @@ from verirl.rl.advantages import AdvantageSpec, advantage_line, check_advantage
 from verirl.rl.config import cpu_only, default_of
 from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
-from verirl.rl.trl_bounds import TRL_BOUNDS
+from verirl.rl.trl_bounds import GRPO_BOUNDS
 from verirl.rl.trl_run import Built, TrlParts, run_trl
 
 logger = logging.getLogger("verirl")
@@ -181,7 +181,7 @@ GRPO = register(
         summary="GRPO on TRL's GRPOTrainer: rollouts (hf, vLLM), guarded rewards, TRL's or RESTRAIN's advantages",
         run=run,
         config=_grpo_config,
-        arg_bounds={**TRL_BOUNDS, "num_generations": {"ge": 1}},  # 1: TRL's own message says why 2 are needed
+        arg_bounds={**GRPO_BOUNDS, "num_generations": {"ge": 1}},  # 1: TRL's own message says why 2 are needed
         derive_args=derive_args,
         sections=(
             Section(
