@@ -54,7 +54,7 @@ def main() -> None:
             "data": {"builtin": "arithmetic", "n_train": 256, "n_eval": 1, "max_operand": 50},
             "rewards": [{"name": "number_match", "timeout_s": 30}],
             "args": {
-                "learning_rate": 0.0,
+                "learning_rate": 1e-5,  # a recipe's rate must be > 0; the configs below train with 0
                 "max_steps": args.steps,
                 "num_generations": 8,
                 "per_device_train_batch_size": 16,
@@ -74,8 +74,9 @@ def main() -> None:
     model_a, tokenizer, _ = load_model(recipe.model.name)
     model_b = copy.deepcopy(model_a)
 
-    config_verirl = build_trainer_config("grpo", recipe.trainer_args, str(work / "verirl"))
-    config_plain = build_trainer_config("grpo", recipe.trainer_args, str(work / "plain"))
+    frozen = {**recipe.trainer_args, "learning_rate": 0.0}  # both models stay identical: equal workloads
+    config_verirl = build_trainer_config("grpo", frozen, str(work / "verirl"))
+    config_plain = build_trainer_config("grpo", frozen, str(work / "plain"))
     (work / "verirl").mkdir(parents=True, exist_ok=True)
     verirl_trainer = build_grpo_trainer(
         recipe, model_a, tokenizer, train_ds, config_verirl, [MetricsJSONLCallback(work / "verirl" / "metrics.jsonl")]
