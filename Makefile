@@ -46,4 +46,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check verirl tests bench
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .hypothesis .import_linter_cache
