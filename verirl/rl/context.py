@@ -28,6 +28,7 @@ class RunContext:
         self.out = Path(recipe.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Any] = outputs.read_results(self.out) if resume else {}
+        self._scorer: Any = None
 
     def config(self) -> Any:
         """The trainer's config object, built from the recipe's ``args`` and what verirl derived."""
@@ -56,23 +57,27 @@ class RunContext:
         """Run ``run()`` (a held-out evaluation returning ``accuracy``, ...) if :meth:`wants_eval`; record it."""
         if not self.wants_eval(which):
             return
-        from verirl.evaluation import eval_reward
-
-        name, _ = eval_reward(self.recipe.eval, self.recipe.rewards)
         result = run()
-        result["reward"] = name
+        result["reward"] = self.eval_reward()[0]
         self.results[which] = result
         logger.info("held-out accuracy %s training: %.1f%%", which, 100 * result["accuracy"])
         self.write_results()
 
-    def eval_scorer(self) -> Any:
-        """The held-out reward behind the failure guard."""
+    def eval_reward(self) -> tuple[str, dict[str, Any]]:
+        """(name, args) of the reward that decides held-out correctness."""
         from verirl.evaluation import eval_reward
-        from verirl.rewards.base import resolve_reward
-        from verirl.rewards.guard import GuardedReward
 
-        name, args = eval_reward(self.recipe.eval, self.recipe.rewards)
-        return GuardedReward(resolve_reward(name, args), f"eval/{name}")
+        return eval_reward(self.recipe.eval, self.recipe.rewards)
+
+    def eval_scorer(self) -> Any:
+        """The held-out reward behind the failure guard (resolved once per run)."""
+        if self._scorer is None:
+            from verirl.rewards.base import resolve_reward
+            from verirl.rewards.guard import GuardedReward
+
+            name, args = self.eval_reward()
+            self._scorer = GuardedReward(resolve_reward(name, args), f"eval/{name}")
+        return self._scorer
 
     def last_checkpoint(self) -> Path | None:
         """On ``--resume``: the newest complete checkpoint (None: start from the beginning)."""

@@ -158,7 +158,7 @@ def run(ctx: Any) -> dict[str, Any]:
     log = _Logger(out, config, main, resume)
 
     ctx.record_model("diffusers pipeline")
-    scorer = ctx.eval_scorer() if recipe.eval.enabled and eval_prompts and main else None
+    scorer = ctx.eval_scorer() if eval_prompts and ctx.wants_eval("after") else None
 
     def held_out(which: str) -> dict[str, Any]:
         logger.info("evaluating %d held-out prompts (%s training) ...", len(eval_prompts), which)

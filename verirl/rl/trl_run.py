@@ -48,7 +48,6 @@ def run_trl(ctx: RunContext, build: Callable[[TrlParts], Built]) -> dict[str, An
     from verirl.evaluation import evaluate
     from verirl.generators.hf import HFGenerator
     from verirl.models import load_model, lora_config
-    from verirl.rewards.base import required_columns, resolve_reward
     from verirl.rl.callbacks import MetricsJSONLCallback
 
     recipe = ctx.recipe
@@ -60,7 +59,7 @@ def run_trl(ctx: RunContext, build: Callable[[TrlParts], Built]) -> dict[str, An
         recipe.model.name, recipe.model.dtype, recipe.model.trust_remote_code, recipe.model.revision
     )
     train_ds, eval_ds = load_data(recipe.data)
-    check_columns(recipe, train_ds.column_names, required_columns, resolve_reward)
+    check_columns(recipe, train_ds.column_names)
     peft_config = lora_config(recipe.model.lora, recipe.file) if recipe.model.lora is not None else None
     ctx.record_model(source.kind, source.base_model)
     max_new = recipe.eval.max_new_tokens or getattr(config, "max_completion_length", None) or 64
@@ -111,8 +110,10 @@ def run_trl(ctx: RunContext, build: Callable[[TrlParts], Built]) -> dict[str, An
     return ctx.results
 
 
-def check_columns(recipe: Any, columns: list[str], required_columns: Any, resolve_reward: Any) -> None:
+def check_columns(recipe: Any, columns: list[str]) -> None:
     """Fail before training, not at the first reward call, when a reward needs a column the data lacks."""
+    from verirl.rewards.base import required_columns, resolve_reward
+
     have = set(columns)
     for spec in recipe.rewards:
         missing = [c for c in required_columns(resolve_reward(spec.name, spec.args)) if c not in have]
