@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class DataSpec:
     """A recipe's ``data:`` section: a built-in task, or what ``datasets.load_dataset`` takes."""
 
-    builtin: str | None = setting(None, help="a built-in seeded task (arithmetic, glyph); its options go inline")
+    builtin: str | None = setting(None, help="a task (arithmetic, glyph, search-2hop, ...); its options go inline")
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "the built-in task's options"})
     path: str | None = setting(None, help="datasets.load_dataset(path, ...): a Hub dataset id, a folder, or json/csv")
     name: str | None = setting(None, help="the dataset configuration name")
@@ -146,6 +146,37 @@ BUILTIN_TASKS: dict[str, Callable[..., tuple[list[dict[str, Any]], list[dict[str
 }
 
 
+TASK_ENTRY_POINTS = "verirl.tasks"
+
+
+def task_names() -> list[str]:
+    """Built-in tasks, then tasks installed packages declare (entry points ``verirl.tasks``), not imported."""
+    from importlib.metadata import entry_points
+
+    return list(BUILTIN_TASKS) + sorted(
+        ep.name for ep in entry_points(group=TASK_ENTRY_POINTS) if ep.name not in BUILTIN_TASKS
+    )
+
+
+def get_task(name: str) -> Callable[..., tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """A task function: ``(n_train, n_eval, seed, **options) -> (train_rows, eval_rows)``, each row with a
+    ``question``. Built-in, or an entry point ``name`` in the group ``verirl.tasks`` (how the search agent's question
+    sets plug in, and how a package adds its own)."""
+    if name in BUILTIN_TASKS:
+        return BUILTIN_TASKS[name]
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=TASK_ENTRY_POINTS):
+        if ep.name == name:
+            try:
+                return ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plug-in is one line, not a traceback
+                raise VerirlError(
+                    f"data.builtin: task {name!r} ({ep.value}) failed to load: {first_line(exc)}"
+                ) from None
+    raise VerirlError(f"data.builtin: unknown task {name!r}; expected one of: {', '.join(task_names())}")
+
+
 def task_kwargs(spec: DataSpec) -> dict[str, Any]:
     """The keyword arguments of the built-in task a ``data`` section asks for."""
     kwargs = dict(spec.options, seed=spec.seed)
@@ -163,11 +194,12 @@ def check_task_options(spec: DataSpec) -> None:
     """Impossible options of a built-in task, at validation time: the task itself checks them (ValueError);
     generating a synthetic task takes milliseconds (at most :data:`MAX_TASK_ROWS` rows)."""
     kwargs = task_kwargs(spec)
-    defaults = inspect.signature(BUILTIN_TASKS[spec.builtin]).parameters
-    rows = sum(kwargs.get(k, defaults[k].default) for k in ("n_train", "n_eval"))
+    task = get_task(spec.builtin)
+    defaults = inspect.signature(task).parameters
+    rows = sum(kwargs.get(k, defaults[k].default) or 0 for k in ("n_train", "n_eval"))
     if rows > MAX_TASK_ROWS:
         raise ValueError(f"n_train + n_eval: a built-in task makes at most {MAX_TASK_ROWS:,} rows, got {rows:,}")
-    BUILTIN_TASKS[spec.builtin](**kwargs)
+    task(**kwargs)
 
 
 def _to_prompt(row: dict[str, Any], spec: DataSpec) -> Any:
@@ -191,7 +223,7 @@ def load_data(spec: DataSpec, with_prompts: bool = True) -> tuple[Dataset, Datas
     from datasets import Dataset
 
     if spec.builtin is not None:
-        train_rows, eval_rows = BUILTIN_TASKS[spec.builtin](**task_kwargs(spec))
+        train_rows, eval_rows = get_task(spec.builtin)(**task_kwargs(spec))
         for row in train_rows + eval_rows:
             row["prompt"] = _to_prompt({**row, spec.prompt_column: row["question"]}, spec)
         train, held_out = Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None
@@ -257,12 +289,15 @@ def build_data_spec(value: Any, file: str, check_files: bool = True) -> DataSpec
         raise RecipeError(file, "data", f"expected a mapping, got {type(value).__name__}")
     value = dict(value)
     task_name = value.get("builtin")
-    if task_name is not None and (not isinstance(task_name, str) or task_name not in BUILTIN_TASKS):
+    if task_name is not None and (not isinstance(task_name, str) or task_name not in task_names()):
         raise RecipeError(
-            file, "data.builtin", f"unknown task {task_name!r}; expected one of: {', '.join(BUILTIN_TASKS)}"
+            file, "data.builtin", f"unknown task {task_name!r}; expected one of: {', '.join(task_names())}"
         )
     if task_name is not None:  # {builtin: arithmetic, max_operand: 50}
-        params = set(inspect.signature(BUILTIN_TASKS[task_name]).parameters)
+        try:
+            params = set(inspect.signature(get_task(task_name)).parameters)
+        except VerirlError as exc:
+            raise RecipeError(file, "data.builtin", str(exc).removeprefix("data.builtin: ")) from None
         inline = {k: value.pop(k) for k in list(value) if k in params and k not in ("n_train", "n_eval", "seed")}
         options = value.get("options") or {}
         if not isinstance(options, dict):
@@ -279,7 +314,7 @@ def build_data_spec(value: Any, file: str, check_files: bool = True) -> DataSpec
 
 
 def _check_task_options(spec: DataSpec, file: str) -> None:
-    task = BUILTIN_TASKS[spec.builtin]
+    task = get_task(spec.builtin)
     sig = inspect.signature(task)
     hints = typing.get_type_hints(task)
     for key, val in spec.options.items():
@@ -291,7 +326,7 @@ def _check_task_options(spec: DataSpec, file: str) -> None:
         spec.options[key] = coerce(val, hints.get(key, Any), file, f"data.{key}")
     try:
         check_task_options(spec)
-    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+    except (ValueError, TypeError, OverflowError, MemoryError, VerirlError) as exc:
         raise RecipeError(file, "data", first_line(exc)) from None
 
 

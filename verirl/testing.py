@@ -49,7 +49,7 @@ def tiny_tokenizer(vocab_size: int = 512) -> Any:
     return fast
 
 
-def tiny_model(path: str | Path, seed: int = 0, layers: int = 2, hidden: int = 64) -> Path:
+def tiny_model(path: str | Path, seed: int = 0, layers: int = 2, hidden: int = 64, max_positions: int = 512) -> Path:
     """Save a random 2-layer Llama with :func:`tiny_tokenizer` into ``path`` (a ``from_pretrained`` folder)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -63,7 +63,7 @@ def tiny_model(path: str | Path, seed: int = 0, layers: int = 2, hidden: int = 6
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -126,6 +126,58 @@ class NoisyArithmeticGenerator:
             texts.append(group)
         ids = [[list(t.encode()) for t in group] for group in texts]
         return Rollouts(prompts=list(prompts), texts=texts, token_ids=ids)
+
+
+_SCRIPTED_LM = """
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, LlamaForCausalLM
+
+
+class ScriptedLlama(LlamaForCausalLM):
+    # A tiny Llama whose generate() writes scripted turns: script.json maps a substring of the prompt to the
+    # texts of successive turns; the turn is the number of tool results already in the prompt.
+
+    def _script(self):
+        if not hasattr(self, "_turns"):
+            root = Path(self.config._name_or_path)
+            self._turns = json.loads((root / "script.json").read_text())
+            self._tok = AutoTokenizer.from_pretrained(root)
+        return self._turns, self._tok
+
+    def generate(self, input_ids=None, attention_mask=None, **kwargs):
+        turns, tok = self._script()
+        rows = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
+            prompt = tok.decode([i for i, m in zip(ids, mask) if m])
+            texts = next((t for key, t in turns.items() if key in prompt), turns.get("", ["done"]))
+            turn = prompt.count("<tool_response>")
+            text = texts[min(turn, len(texts) - 1)]
+            rows.append(ids + tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id
+        return torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=input_ids.device)
+"""
+
+
+def scripted_tool_model(path: str | Path, script: dict[str, list[str]], seed: int = 0) -> Path:
+    """A tiny model (trust_remote_code) whose ``generate`` follows ``script`` instead of sampling: for a prompt
+    containing a key, turn t (t tool results so far) writes ``script[key][t]`` (the last entry repeats; key ``""``
+    is the default). Everything else — loading, forward, loss, TRL's tool loop and masking — is the real code path:
+    tests of multi-turn tool rollouts use it because a random tiny model never emits a tool call."""
+    import json
+
+    path = tiny_model(path, seed=seed, max_positions=8192)  # tool schemas + turns: thousands of byte-level tokens
+    (path / "scripted_lm.py").write_text(_SCRIPTED_LM)
+    (path / "script.json").write_text(json.dumps(script))
+    config_file = path / "config.json"
+    config = json.loads(config_file.read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "scripted_lm.ScriptedLlama"}
+    config["architectures"] = ["ScriptedLlama"]
+    config_file.write_text(json.dumps(config, indent=2))
+    return path
 
 
 def tiny_flux_pipeline(height: int = 32, width: int = 64, seed: int = 0) -> Any:

@@ -162,6 +162,11 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--compile", action="store_true", help="compile the model (slow start, a little faster)")
     srv.add_argument("--seed", type=int, default=0)
 
+    from verirl.cli import agent, retriever
+
+    agent.add_parser(sub, [common])
+    retriever.add_parser(sub, [common])
+
     models = sub.add_parser("models", parents=[common], help="built-in models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
     msub.add_parser("list", parents=[common], help="built-in model aliases and whether they are prepared")
@@ -174,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="[verirl] %(message)s")
-    from verirl.cli import reference, tools, train
+    from verirl.cli import agent, reference, retriever, tools, train
 
     handlers = {
         "train": train.cmd_train,
@@ -188,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         "serve": tools.cmd_serve,
         "textpecker": tools.cmd_textpecker,
         "glyph": tools.cmd_glyph,
+        "agent": agent.cmd_agent,
+        "serve-retriever": retriever.cmd_serve_retriever,
     }
     if args.command not in handlers:
         parser.print_help()

@@ -22,6 +22,7 @@ from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
 from verirl.rl.trl_bounds import GRPO_BOUNDS
 from verirl.rl.trl_run import Built, TrlParts, run_trl
+from verirl.search.spec import EnvironmentSpec, check_environment, environment_line
 
 logger = logging.getLogger("verirl")
 
@@ -43,18 +44,26 @@ def build_grpo_trainer(
     callbacks: list | None = None,
     peft_config: Any = None,
     generator: Any = None,
+    environment_factory: Any = None,
 ) -> Any:
-    """TRL's GRPOTrainer (or RESTRAIN's subclass); with ``generator`` (a vLLM backend) its rollouts come from it."""
+    """TRL's GRPOTrainer (or RESTRAIN's subclass); with ``generator`` (a vLLM backend) its rollouts come from it;
+    with ``environment_factory`` rollouts are multi-turn tool episodes (:mod:`verirl.rl.agent`)."""
     from trl import GRPOTrainer
 
     from verirl.answers import get_extractor
 
     kwargs: dict[str, Any] = {}
+    rollouts = None
     if generator is not None:
         from verirl.rl.rollouts import GeneratorRollouts
 
+        rollouts = GeneratorRollouts(generator)
+    if environment_factory is not None:
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # environment_factory is "experimental" in TRL 1.16
+        kwargs["environment_factory"] = environment_factory
+    elif rollouts is not None:
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental" in TRL 1.16
-        kwargs["rollout_func"] = GeneratorRollouts(generator)
+        kwargs["rollout_func"] = rollouts
     trainer_class = GRPOTrainer
     advantage = recipe.section("advantage")
     if advantage.name == "restrain":
@@ -65,7 +74,11 @@ def build_grpo_trainer(
         if advantage.prompt_weights:
             train_dataset = with_prompt_weights(recipe, model, tokenizer, train_dataset, config, kwargs["extractor"])
         trainer_class = RestrainGRPOTrainer
-    return trainer_class(
+    if environment_factory is not None and rollouts is not None:
+        from verirl.rl.agent import EngineTurns
+
+        trainer_class = type(f"EngineTurns{trainer_class.__name__}", (EngineTurns, trainer_class), {})
+    trainer = trainer_class(
         model=model,
         reward_funcs=guarded_rewards(recipe),
         args=config,
@@ -75,6 +88,13 @@ def build_grpo_trainer(
         callbacks=callbacks,
         **kwargs,
     )
+    if environment_factory is not None and rollouts is not None:
+        trainer.verirl_rollouts = rollouts
+    return trainer
+
+
+def _rollouts_of(trainer: Any) -> Any:
+    return getattr(trainer, "verirl_rollouts", None) or getattr(trainer, "rollout_func", None)
 
 
 def _build(parts: TrlParts) -> Built:
@@ -91,22 +111,28 @@ def _build(parts: TrlParts) -> Built:
             model_dtype=recipe.model.dtype,
             seed=parts.config.seed,
         )
+    prepared = parts.prepared.state if parts.prepared is not None else None
     trainer = build_grpo_trainer(
         recipe, parts.model, parts.tokenizer, parts.train_dataset, parts.config, parts.callbacks, parts.peft_config,
-        generator=engine,
+        generator=engine, environment_factory=prepared["factory"] if prepared else None,
     )  # fmt: skip
 
     def rollout_figures() -> dict[str, Any]:
+        figures: dict[str, Any] = {}
+        if prepared:
+            answerer = prepared["answerer"]
+            figures["answerer"] = {"answers_generated": answerer.calls, "cache_hits": answerer.hits}
         if engine is None:
-            return {}
-        rollouts = trainer.rollout_func
+            return figures
+        rollouts = _rollouts_of(trainer)
         return {
+            **figures,
             "rollouts": {
                 "backend": recipe.generator.backend,
                 "engine_start_seconds": round(getattr(engine, "startup_seconds", 0.0), 1),
                 "generate_seconds": round(rollouts.seconds["generate"], 1),
                 "weight_sync_seconds": round(rollouts.seconds["sync"], 1),
-            }
+            },
         }
 
     close = getattr(engine, "close", None)
@@ -114,7 +140,9 @@ def _build(parts: TrlParts) -> Built:
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    return run_trl(ctx, _build)
+    from verirl.rl.agent import prepare_environment
+
+    return run_trl(ctx, _build, prepare_environment)
 
 
 def _grpo_config() -> type:
@@ -129,6 +157,11 @@ def derive_args(recipe: Any, values: dict[str, Any], num_processes: int, file: s
     if "reward_weights" in values:
         raise RecipeError(file, "args.reward_weights", "set each reward's `weight` in `rewards` instead")
     derived: dict[str, Any] = {"reward_weights": [r.weight for r in recipe.rewards]}
+    environment = recipe.section("environment")
+    if environment.enabled:
+        if "max_tool_calling_iterations" in values:
+            raise RecipeError(file, "args.max_tool_calling_iterations", "set environment.max_turns instead")
+        derived["max_tool_calling_iterations"] = environment.max_turns
     if "use_cpu" not in values:
         derived.update(cpu_only())
     check_batches(_grpo_config(), values, num_processes, file)
@@ -164,6 +197,23 @@ def check_batches(cls: type, values: dict[str, Any], num_processes: int, file: s
         )
 
 
+SEARCH_REWARDS = ("search_accuracy", "search_reasoning", "search_fidelity")
+
+
+def check_recipe(recipe: Any) -> None:
+    """The search rewards read the environment's episodes; an environment needs conversational prompts."""
+    environment = recipe.section("environment")
+    if not environment.enabled:
+        for i, r in enumerate(recipe.rewards):
+            if r.name in SEARCH_REWARDS:
+                raise RecipeError(recipe.file, f"rewards.{i}.name", f"{r.name} needs an `environment: search` section")
+        return
+    if not recipe.data.chat:
+        raise RecipeError(recipe.file, "data.chat", "an environment needs chat prompts (tool calls are messages)")
+    if recipe.section("advantage").name != "grpo":
+        raise RecipeError(recipe.file, "advantage.name", "an environment works with the grpo advantage only")
+
+
 def plan(recipe: Any, config: Any, num_processes: int) -> list[tuple[str, str]]:
     generation_batch = config.per_device_train_batch_size * num_processes * config.steps_per_generation
     return [
@@ -185,6 +235,14 @@ GRPO = register(
         derive_args=derive_args,
         sections=(
             Section(
+                "environment",
+                EnvironmentSpec,
+                shorthand="name",
+                check=check_environment,
+                plan=environment_line,
+                example="{name: search, tools: [text_search, image_search], max_turns: 3}",
+            ),
+            Section(
                 "advantage",
                 AdvantageSpec,
                 shorthand="name",
@@ -196,6 +254,7 @@ GRPO = register(
         backends=("hf", "vllm", "vllm-server", "auto"),
         rewards="required",
         rewards_hint="e.g. [{name: number_match}]",
+        check=check_recipe,
         plan=plan,
     )
 )

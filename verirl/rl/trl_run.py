@@ -27,6 +27,19 @@ class TrlParts:
     train_dataset: Any
     peft_config: Any
     callbacks: list = field(default_factory=list)
+    prepared: Any = None  # what the declaration's ``prepare`` returned (e.g. the search environment)
+
+
+@dataclass
+class Prepared:
+    """What a declaration's ``prepare`` hook changes before the held-out evaluation and training: the datasets
+    (e.g. prompts rewritten for a tool-using agent) and how held-out accuracy is measured (``held_out(policy)``
+    returns the evaluation to run; None: greedy single-turn generation scored by the eval reward)."""
+
+    train_dataset: Any
+    eval_dataset: Any
+    held_out: Callable[[Any], Callable[[], dict[str, Any]]] | None = None
+    state: Any = None
 
 
 @dataclass
@@ -39,7 +52,11 @@ class Built:
     close: Callable[[], None] | None = None  # release what the trainer started (a rollout engine), before teardown
 
 
-def run_trl(ctx: RunContext, build: Callable[[TrlParts], Built]) -> dict[str, Any]:
+def run_trl(
+    ctx: RunContext, build: Callable[[TrlParts], Built], prepare: Callable[..., Prepared | None] | None = None
+) -> dict[str, Any]:
+    """``prepare(ctx, config, model, tokenizer, source, train_dataset, eval_dataset)``, if given, runs after loading
+    and before the held-out evaluation."""
     import torch
     from accelerate import PartialState
     from transformers import set_seed
@@ -63,8 +80,11 @@ def run_trl(ctx: RunContext, build: Callable[[TrlParts], Built]) -> dict[str, An
     peft_config = lora_config(recipe.model.lora, recipe.file) if recipe.model.lora is not None else None
     ctx.record_model(source.kind, source.base_model)
     max_new = recipe.eval.max_new_tokens or getattr(config, "max_completion_length", None) or 64
+    prepared = prepare(ctx, config, model, tokenizer, source, train_ds, eval_ds) if prepare is not None else None
+    if prepared is not None:
+        train_ds, eval_ds = prepared.train_dataset, prepared.eval_dataset
 
-    def held_out(policy: Any) -> Callable[[], dict[str, Any]]:
+    def greedy_held_out(policy: Any) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
             generator = HFGenerator(
                 policy,
@@ -77,12 +97,13 @@ def run_trl(ctx: RunContext, build: Callable[[TrlParts], Built]) -> dict[str, An
 
         return run
 
+    held_out = prepared.held_out if prepared is not None and prepared.held_out is not None else greedy_held_out
     has_eval = eval_ds is not None and len(eval_ds) > 0
     if has_eval:
         ctx.evaluate("before", held_out(model))
     state.wait_for_everyone()
 
-    parts = TrlParts(ctx, config, model, tokenizer, source, train_ds, peft_config)
+    parts = TrlParts(ctx, config, model, tokenizer, source, train_ds, peft_config, prepared=prepared)
     parts.callbacks.append(MetricsJSONLCallback(ctx.out / "metrics.jsonl"))
     built = build(parts)
     try:

@@ -1,0 +1,302 @@
+"""The search agent: the environment's tools and their failure modes, the rewards, episodes outside training, and a
+GRPO run with multi-turn tool rollouts end to end (`verirl train` -> accelerate -> TRL's tool loop)."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import VERIRL
+from verirl.errors import RecipeError
+from verirl.search.corpus import Hit, load_corpus
+from verirl.search.environment import SearchOptions, environment_class, environment_factory
+from verirl.search.rewards import search_fidelity, search_reasoning, transcript_checks
+
+TITLES = ["Eiffel Tower", "France", "Paris", "Germany", "Berlin", "Japan", "Tokyo", "Mount Fuji", "Italy", "Rome"]
+Q_TOWER = "What is the capital of the country where the Eiffel Tower stands?"
+Q_FLAG = "What is the capital of the country whose flag is shown?"
+
+
+def call(name, **arguments):
+    return {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": name, "arguments": arguments}}]}  # fmt: skip
+
+
+def tool_call_text(name, **arguments):
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A small corpus (the real passages of TITLES + 30 others), a flag image, and questions in the user format."""
+    root = tmp_path_factory.mktemp("search")
+    corpus = load_corpus()
+    passages = [corpus.get(t) for t in TITLES] + corpus.passages[:30]
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"title": p.title, "text": p.text}) + "\n" for p in passages)
+    )
+    from verirl.search.flags import load_flag
+
+    Image.fromarray(load_flag("France")).resize((120, 80)).save(root / "flag.png")
+    (root / "broken.png").write_bytes(b"not a png")
+    questions = [
+        {"question": Q_TOWER, "answers": ["Paris"], "evidence": ["Eiffel Tower", "France"]},
+        {"question": Q_FLAG, "answers": ["Paris"], "image": "flag.png", "evidence": ["France"]},
+    ]
+    (root / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    return root
+
+
+@pytest.fixture(scope="module")
+def retriever(files):
+    from verirl.search.service import open_retriever
+
+    return open_retriever(None, str(files / "corpus.jsonl"), "flags")
+
+
+def test_tools_return_observations_and_log_every_outcome(retriever, files):
+    env = environment_factory(retriever, tools=("text_search", "image_search"), options=SearchOptions(max_calls=5))()
+    env.reset(question=Q_FLAG, answers=["Paris"], evidence=["France"], query_image=str(files / "flag.png"))
+    text = env.image_search()
+    assert text.startswith("[1] France:"), text
+    text = env.text_search("capital of France")
+    assert "Paris" in text and len(text.splitlines()) == 3
+    assert env.text_search("   ").startswith("error: the query is empty")
+    env.text_search("capital of France")
+    ep = env.episode
+    assert [c.outcome for c in ep.calls] == ["ok", "ok", "error", "ok"]
+    assert [c.repeated for c in ep.calls] == [False, False, False, True]
+    assert ep.evidence[0].title == "France"  # the image's best match, then the text hits (unique titles)
+    assert "Paris" in ep.returned_titles
+    assert env.text_search("Tokyo").startswith("[1]")
+    assert env.text_search("Berlin").startswith("error: the search budget (5 calls) is used up")
+    assert ep.calls[-1].outcome == "budget"
+
+
+def test_missing_corrupt_or_absent_images_and_failing_tools_are_observations(retriever, files):
+    env = environment_class(("text_search", "image_search"))(retriever, None, SearchOptions(timeout_s=0.5))
+    env.reset(question=Q_FLAG, query_image=str(files / "broken.png"))
+    assert env.image_search().startswith("error:") and env.episode.calls[-1].outcome == "error"
+    env.reset(question=Q_FLAG, query_image=str(files / "gone.png"))
+    assert env.image_search().startswith("error:")
+    env.reset(question=Q_TOWER)
+    assert env.image_search() == "error: this question has no image"
+
+    class Flaky:  # a retriever service that hangs, then one that fails: the tool answers within its timeout
+        def text_search(self, query, k):
+            if query == "hang":
+                time.sleep(5)
+            raise ConnectionError("retriever unreachable")
+
+    env = environment_class(("text_search",))(Flaky(), None, SearchOptions(timeout_s=0.3))
+    env.reset(question=Q_TOWER)
+    start = time.monotonic()
+    assert env.text_search("hang") == "error: text_search timed out after 0.3 s"
+    assert time.monotonic() - start < 2
+    assert env.text_search("x") == "error: retriever unreachable"
+    assert [c.outcome for c in env.episode.calls] == ["timeout", "error"]
+
+
+def test_environment_classes_expose_exactly_the_chosen_tools():
+    import inspect
+
+    def tools(cls):
+        return sorted(
+            n for n, _ in inspect.getmembers(cls, inspect.isfunction) if not n.startswith("_") and n != "reset"
+        )
+
+    assert tools(environment_class(("text_search",))) == ["text_search"]
+    assert tools(environment_class(("text_search", "image_search"))) == ["image_search", "text_search"]
+    with pytest.raises(ValueError, match="tools"):
+        environment_class(("web_search",))
+
+
+def test_reasoning_and_fidelity_rewards(retriever):
+    envs = [environment_class(("text_search",))(retriever, None, SearchOptions()) for _ in range(4)]
+    for env in envs:
+        env.reset(question=Q_TOWER, answers=["Paris"], evidence=["Eiffel Tower", "France"])
+    envs[0].text_search("Eiffel Tower")
+    envs[0].text_search("capital of France")
+    envs[1].text_search("Eiffel Tower")
+    envs[1].text_search("Eiffel Tower")
+    envs[3].text_search("Mount Fuji")
+    final = {"role": "assistant", "content": "Eiffel Tower and France hold it."}
+    tool = {"role": "tool", "name": "text_search", "content": "..."}
+    completions = [
+        [call("text_search", query="Eiffel Tower"), tool, call("text_search", query="capital of France"), tool, final],
+        [call("text_search", query="Eiffel Tower"), tool, call("text_search", query="Eiffel Tower"), tool, final],
+        [{"role": "assistant", "content": "<tool_call>{not json</tool_call>"}],  # malformed: TRL leaves it as text
+        [call("text_search", query="Mount Fuji"), tool, call("text_search", query="Japan")],  # cut by the turn cap
+    ]
+    reasoning = search_reasoning(completions=completions, environments=envs)
+    assert reasoning == [1.0, pytest.approx(0.875), 0.5, 0.5]  # malformed: no format, no success
+    assert transcript_checks(completions[2], envs[2].episode)["malformed"] == 1
+    fidelity = search_fidelity(completions=completions, environments=envs)
+    assert fidelity[0] == 1.0  # both gold titles returned, "Paris" in the returned text
+    assert 0.0 < fidelity[1] < 1.0 and fidelity[2] == 0.0 and fidelity[3] < fidelity[1]
+    with pytest.raises(ValueError, match="environment"):
+        search_fidelity(completions=completions, environments=None)
+
+
+def test_answerer_is_cached_per_question_and_evidence(tiny_model_dir):
+    from verirl.search.answerer import build_answerer
+
+    answerer = build_answerer("base", str(tiny_model_dir), max_new_tokens=3)
+    ev = [Hit("France", "Paris is the capital.", 1.0)]
+    first = answerer.answer([("q1", ev), ("q1", ev), ("q2", [])])
+    again = answerer.answer([("q1", ev)])
+    assert first[0] == first[1] == again[0]
+    assert (answerer.calls, answerer.hits) == (2, 2)
+
+
+def scripted_planner(root, name="planner"):
+    """A tiny model whose turns are scripted: two searches then a hand-off for the tower question, image search then
+    a text search for the flag question; as the answerer, it answers Paris when it sees evidence."""
+    from verirl.testing import scripted_tool_model
+
+    script = {
+        "Evidence:": ["Paris"],  # the answerer's prompt, with evidence
+        "user\n" + Q_TOWER: [tool_call_text("text_search", query="Eiffel Tower"),
+                                tool_call_text("text_search", query="France capital"), "Eiffel Tower; France."],
+        "user\n" + Q_FLAG: [tool_call_text("image_search"), tool_call_text("text_search", query="France capital"),
+                          "France."],
+        "": ["I do not know"],
+    }  # fmt: skip
+    return scripted_tool_model(root / name, script)
+
+
+def test_episodes_outside_training_match_the_tool_protocol(files, retriever, tmp_path):
+    from verirl.models import load_model
+    from verirl.search.agent import Planner, run_baseline, run_episodes, summary
+    from verirl.search.answerer import build_answerer
+    from verirl.search.corpus import read_corpus_file
+    from verirl.search.spec import planner_prompt, prepare_tokenizer
+    from verirl.search.tasks import search_file
+
+    model_dir = scripted_planner(tmp_path)
+    model, tok, _ = load_model(str(model_dir), trust_remote_code=True)
+    assert "Qwen2.5" in prepare_tokenizer(tok)
+    answerer = build_answerer("base", str(model_dir), trust_remote_code=True)
+    factory = environment_factory(retriever, answerer, ("text_search", "image_search"))
+    rows, _ = search_file(train=str(files / "questions.jsonl"))
+    rows.sort(key=lambda r: r["query_image"] is not None)
+    prompts = [planner_prompt(r["question"], bool(r["query_image"])) for r in rows]
+    results = run_episodes(Planner(model, tok), [factory() for _ in rows], rows, prompts, max_turns=3)
+    records = [r.record() for r in results]
+    assert [[t["query"] for t in r["turns"]] for r in records] == [["Eiffel Tower", "France capital"],
+                                                                   [None, "France capital"]]  # fmt: skip
+    assert records[1]["turns"][0]["titles"][0] == "France"
+    assert [(r["answer"], r["correct"], r["all_evidence"]) for r in records] == [("Paris", True, True)] * 2
+    assert records[0]["final_note"] == "Eiffel Tower; France."
+    line = summary(records, 1.0)
+    assert (line["accuracy"], line["retrieval_fidelity"], line["mean_tool_calls"]) == (1.0, 1.0, 2.0)
+
+    corpus = read_corpus_file(files / "corpus.jsonl")
+    none = [r.record() for r in run_baseline("none", factory(), rows, corpus)]
+    oracle = [r.record() for r in run_baseline("oracle", factory(), rows, corpus)]
+    rag = [r.record() for r in run_baseline("naive-rag", factory(), rows, corpus)]
+    assert [r["answer"] for r in none] == ["I do not know"] * 2
+    assert all(r["all_evidence"] for r in oracle)
+    assert rag[1]["turns"][0]["tool"] == "image_search" and "France" in rag[1]["turns"][1]["query"]
+
+
+def test_grpo_trains_a_planner_with_multi_turn_tool_rollouts(files, tmp_path):
+    """`verirl train` on a search recipe: TRL's tool loop runs the scripted turns, tool results are masked out of
+    the loss, the search rewards are logged separately, and the held-out evaluation runs whole episodes."""
+    model_dir = scripted_planner(tmp_path)
+    recipe = {
+        "trainer": "grpo",
+        "model": {"name": str(model_dir), "trust_remote_code": True},
+        "data": {"builtin": "search-file", "train": str(files / "questions.jsonl"),
+                 "eval": str(files / "questions.jsonl")},
+        "environment": {"name": "search", "corpus": str(files / "corpus.jsonl"), "max_turns": 3,
+                        "max_result_chars": 60},
+        "rewards": [{"name": "search_accuracy", "weight": 1.0}, {"name": "search_reasoning", "weight": 0.2},
+                    {"name": "search_fidelity", "weight": 0.2}],
+        "args": {"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 2048,
+                 "logging_steps": 1, "save_strategy": "no", "bf16": False, "report_to": "none", "seed": 0,
+                 "log_completions": False},
+        "eval": {"batch_size": 4},
+        "output_dir": str(tmp_path / "out"),
+    }  # fmt: skip
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([VERIRL, "train", str(path)], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = tmp_path / "out"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    step = next(r for r in records if "loss" in r)
+    assert step["tools/call_frequency"] == 2.0 and step["tools/failure_frequency"] == 0.0
+    assert step["rewards/search_accuracy/mean"] == 1.0
+    assert step["rewards/search_reasoning/mean"] == 1.0
+    assert step["rewards/search_fidelity/mean"] == 1.0
+    assert step["search/invalid_call_rate"] == 0.0
+    # tool results are masked out of the loss: TRL counts only tokens with tool_mask = 1, the scripted turns' own
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    script = json.loads((model_dir / "script.json").read_text())
+    own = [
+        sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in script["user\n" + q])
+        for q in (Q_TOWER, Q_FLAG)
+    ]
+    assert step["completions/mean_length"] == sum(own) / 2
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["before"]["accuracy"] == 1.0 and results["after"]["retrieval_fidelity"] == 1.0
+    assert results["train"]["answerer"]["answers_generated"] == 2  # 4 rollouts, 2 distinct (question, evidence)
+
+
+SEARCH_RECIPE = {
+    "trainer": "grpo",
+    "model": "smollm2-135m-instruct",
+    "data": {"builtin": "search-2hop", "n_train": 8, "n_eval": 4},
+    "environment": {"name": "search"},
+    "rewards": ["search_accuracy", "search_fidelity"],
+    "args": {"num_generations": 2, "per_device_train_batch_size": 2},
+}
+
+
+@pytest.mark.parametrize(
+    "change,where,message",
+    [
+        ({"environment": None}, "rewards.0.name", "needs an `environment: search` section"),
+        ({"environment": {"name": "web"}}, "environment.name", "expected one of: search"),
+        ({"environment": {"name": "search", "tools": ["web_search"]}}, "environment.tools", "text_search"),
+        ({"environment": {"name": "search", "tools": []}}, "environment.tools", "non-empty"),
+        ({"environment": {"name": "search", "max_turns": 0}}, "environment.max_turns", "positive"),
+        ({"environment": {"name": "search", "retriever": "localhost:8900"}}, "environment.retriever", "http"),
+        ({"environment": {"name": "search", "corpus": "nope.jsonl"}}, "environment.corpus", "wiki-vital or a JSONL"),
+        ({"environment": {"tools": ["text_search"]}}, "environment.tools", "set environment.name"),
+        ({"environment": {"name": "search", "answerer": " "}}, "environment.answerer", "a URL"),
+        ({"environment": {"name": "search", "top_k": 1e9}}, "environment.top_k", ""),
+        ({"environment": {"name": "search", "typo": 1}}, "environment.typo", ""),
+        ({"args": {"max_tool_calling_iterations": 2}}, "args.max_tool_calling_iterations", "environment.max_turns"),
+        ({"data": {"builtin": "search-2hop", "chat": False}}, "data.chat", "chat prompts"),
+        ({"data": {"builtin": "search-file", "train": "missing.jsonl"}}, "data", "missing.jsonl"),
+        ({"data": {"builtin": "search-mix", "image_share": 2}}, "data", "image_share"),
+    ],
+)
+def test_search_recipes_fail_in_one_line_naming_the_field(change, where, message):
+    from verirl.recipes import validate
+
+    data = {**SEARCH_RECIPE, **change}
+    if change.get("args"):
+        data["args"] = {**SEARCH_RECIPE["args"], **change["args"]}
+    data = {k: v for k, v in data.items() if v is not None}
+    with pytest.raises(RecipeError) as exc:
+        validate(data, "r.yaml")
+    text = str(exc.value)
+    assert "\n" not in text and f"r.yaml: {where}" in text and message in text, text
+
+
+def test_a_search_recipe_validates_and_sets_the_turn_cap():
+    from verirl.recipes import validate
+
+    recipe = validate(dict(SEARCH_RECIPE), "r.yaml")
+    assert recipe.section("environment").enabled
+    assert recipe.trainer_args["max_tool_calling_iterations"] == 3
