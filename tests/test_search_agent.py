@@ -300,3 +300,38 @@ def test_a_search_recipe_validates_and_sets_the_turn_cap():
     recipe = validate(dict(SEARCH_RECIPE), "r.yaml")
     assert recipe.section("environment").enabled
     assert recipe.trainer_args["max_tool_calling_iterations"] == 3
+
+
+def test_agent_cli_ask_and_eval_print_json(files, tmp_path, capsys):
+    from verirl.cli import main
+
+    model_dir = scripted_planner(tmp_path)
+    common = ["--model", str(model_dir), "--trust-remote-code", "--corpus", str(files / "corpus.jsonl")]
+    assert main(["agent", "ask", *common, "--image", str(files / "flag.png"), Q_FLAG]) == 0
+    asked = json.loads(capsys.readouterr().out)
+    assert asked["answer"] == "Paris" and asked["turns"][0]["tool"] == "image_search"
+    assert main(["agent", "eval", *common, "--data", str(files / "questions.jsonl")]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3 and lines[-1]["summary"] and lines[-1]["accuracy"] == 1.0
+    assert lines[-1]["retrieval_fidelity"] == 1.0 and lines[-1]["mean_tool_calls"] == 2.0
+    assert main(["agent", "eval", *common, "--data", str(files / "questions.jsonl"), "--baseline", "oracle"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["retrieval_fidelity"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["agent", "ask", "q"], "--model: required"),
+        (["agent", "ask", "--model", "m", "--tools", "web", "q"], "--tools"),
+        (["agent", "ask", "--model", "m", "--image", "nope.png", "q"], "--image: no such file"),
+        (["agent", "eval", "--model", "m", "--data", "nope.jsonl"], "nope.jsonl"),
+        (["agent", "eval", "--model", "m", "--data", "search-2hop", "--limit", "0"], "--limit"),
+        (["agent", "eval", "--model", "m", "--data", "search-2hop", "--max-turns", "0"], "--max-turns"),
+    ],
+)
+def test_agent_cli_bad_input_is_one_line(argv, message, capsys):
+    from verirl.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("verirl: error:") and message in err and "\n" not in err, err

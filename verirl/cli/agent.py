@@ -54,6 +54,7 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
         p.add_argument("--top-k", type=int, default=3)
         p.add_argument("--max-new-tokens", type=int, default=96, help="planner tokens per turn")
         p.add_argument("--dtype", default="float32")
+        p.add_argument("--trust-remote-code", action="store_true", help="allow the models' own modelling code")
 
 
 def run_answerer(model: str | None) -> str | None:
@@ -92,7 +93,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     if answerer_spec is None:
         raise VerirlError("--answerer: required with a baseline and no --model")
     retriever = open_retriever(args.retriever, args.corpus, args.images)
-    answerer = build_answerer(answerer_spec, answerer_spec, args.dtype)
+    answerer = build_answerer(answerer_spec, answerer_spec, args.dtype, trust_remote_code=args.trust_remote_code)
     factory = environment_factory(
         retriever, answerer, tools, SearchOptions(top_k=args.top_k, max_calls=args.max_turns)
     )
@@ -102,7 +103,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         from verirl.search.agent import Planner
         from verirl.search.spec import prepare_tokenizer
 
-        model, tokenizer, _ = load_model(args.model, args.dtype)
+        model, tokenizer, _ = load_model(args.model, args.dtype, args.trust_remote_code)
         prepare_tokenizer(tokenizer)
         planner = Planner(model, tokenizer, max_new_tokens=args.max_new_tokens)
     corpus = None
