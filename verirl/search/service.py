@@ -199,6 +199,8 @@ def _image_bytes(image: str | Path | bytes | np.ndarray) -> bytes:
         return bytes(image)
     if isinstance(image, (str, Path)):
         path = Path(image)
+        if not path.is_file():
+            raise VerirlError(f"{path}: no such image file")
         try:
             return path.read_bytes()
         except OSError as exc:

@@ -65,8 +65,9 @@ class EnvironmentSpec:
 
 
 def check_environment(spec: EnvironmentSpec, given: Mapping[str, Any], file: str) -> EnvironmentSpec:
-    if spec.name is None:
-        extra = sorted(k for k in given if k != "name")
+    if spec.name is None:  # a resolved recipe (to_yaml) lists every field at its default: only changes count
+        defaults = EnvironmentSpec()
+        extra = sorted(k for k in given if k != "name" and getattr(spec, k, None) != getattr(defaults, k, None))
         if extra:
             raise RecipeError(file, f"environment.{extra[0]}", "set environment.name (search) to use an environment")
         return spec
