@@ -335,3 +335,62 @@ def test_agent_cli_bad_input_is_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("verirl: error:") and message in err and "\n" not in err, err
+
+
+def test_oracle_trajectories_use_the_real_tools_and_sft_trains_only_assistant_tokens(files, retriever, tmp_path):
+    from transformers import AutoTokenizer
+
+    from verirl.rl.sft import tokenize_conversations
+    from verirl.search.oracle import oracle_rows
+    from verirl.search.spec import prepare_tokenizer
+    from verirl.search.tasks import search_file
+
+    env = environment_class(("text_search", "image_search"))(retriever, None, SearchOptions())
+    rows, _ = search_file(train=str(files / "questions.jsonl"))
+    unreachable = {"question": "Who painted it?", "answers": ["x"], "evidence": ["Eiffel Tower", "Mona Lisa"],
+                   "query_image": None}  # fmt: skip
+    made = oracle_rows(env, [*rows, unreachable])
+    assert len(made) == 2  # the third's hop 2 is not in the corpus: dropped
+    chats = {r["question"]: json.loads(r["conversation"]) for r in made}
+    tower = chats[Q_TOWER]
+    assert [m["role"] for m in tower] == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert tower[2]["tool_calls"][0]["function"] == {"name": "text_search", "arguments": {"query": "Eiffel Tower"}}
+    assert tower[3]["content"].startswith("[1] Eiffel Tower:")
+    flag = chats[Q_FLAG]
+    assert flag[2]["tool_calls"][0]["function"] == {"name": "image_search", "arguments": {}}
+    assert flag[-1]["content"] == "The answer is in: France."
+
+    from datasets import Dataset
+
+    tok = AutoTokenizer.from_pretrained(scripted_planner(tmp_path))
+    prepare_tokenizer(tok)
+    encoded = tokenize_conversations(Dataset.from_list(made), tok)
+    row = encoded[1] if "image_search" in tok.decode(encoded[1]["input_ids"]) else encoded[0]
+    trained = tok.decode([i for i, m in zip(row["input_ids"], row["assistant_masks"], strict=True) if m])
+    # the tool call without arguments stays {} (nested columns would turn it into {"query": null}); tool results,
+    # the system prompt and the question are never trained on
+    assert '"arguments": {}' in trained and "null" not in trained
+    assert "France:" not in trained and "search planner" not in trained and "flag is shown" not in trained
+    assert trained.count("<|im_end|>") == 2
+
+
+def test_sft_trainer_runs_the_cold_start_recipe(files, tmp_path):
+    model_dir = scripted_planner(tmp_path)
+    recipe = {
+        "trainer": "sft",
+        "model": {"name": str(model_dir), "trust_remote_code": True},
+        "data": {"builtin": "search-oracle", "questions": str(files / "questions.jsonl"),
+                 "corpus": str(files / "corpus.jsonl")},
+        "args": {"max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-3, "logging_steps": 1,
+                 "save_strategy": "no", "bf16": False, "report_to": "none", "max_length": 4096},
+        "output_dir": str(tmp_path / "sft"),
+    }  # fmt: skip
+    path = tmp_path / "sft.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([VERIRL, "train", str(path)], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    records = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2]
+    saved = (tmp_path / "sft" / "chat_template.jinja").read_text()
+    assert "<tool_call>" in saved  # the planner keeps the tool-capable template for GRPO

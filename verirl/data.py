@@ -195,11 +195,12 @@ def check_task_options(spec: DataSpec) -> None:
     generating a synthetic task takes milliseconds (at most :data:`MAX_TASK_ROWS` rows)."""
     kwargs = task_kwargs(spec)
     task = get_task(spec.builtin)
+    check = getattr(task, "check", None)  # a task that is costly to build (e.g. one that runs tools) checks cheaply
     defaults = inspect.signature(task).parameters
     rows = sum(kwargs.get(k, defaults[k].default) or 0 for k in ("n_train", "n_eval"))
     if rows > MAX_TASK_ROWS:
         raise ValueError(f"n_train + n_eval: a built-in task makes at most {MAX_TASK_ROWS:,} rows, got {rows:,}")
-    task(**kwargs)
+    (check or task)(**kwargs)
 
 
 def _to_prompt(row: dict[str, Any], spec: DataSpec) -> Any:

@@ -17,7 +17,13 @@ from verirl.rl.trainer import Trainer
 
 ENTRY_POINT_GROUP = "verirl.trainers"
 # Imported on first use (in this order: it is the order `--help` and errors list them in).
-BUILTIN_MODULES = ("verirl.rl.grpo", "verirl.rl.dpo", "verirl.rl.evaluator", "verirl.rl.flow_grpo_run")
+BUILTIN_MODULES = (
+    "verirl.rl.grpo",
+    "verirl.rl.dpo",
+    "verirl.rl.evaluator",
+    "verirl.rl.flow_grpo_run",
+    "verirl.rl.sft",
+)
 
 _TRAINERS: dict[str, Trainer] = {}
 _loaded = False

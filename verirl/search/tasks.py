@@ -64,3 +64,68 @@ def search_file(
         raise ValueError("train: expected the path of a JSONL question file")
     held_out = _take(read_questions(eval), n_eval, seed) if eval else []
     return _take(read_questions(train), n_train, seed), held_out
+
+
+def search_oracle(
+    n_train: int | None = 400,
+    n_eval: int | None = None,
+    seed: int = 0,
+    task: str = "search-mix",
+    tools: list[str] | None = None,
+    top_k: int = 3,
+    max_result_chars: int = 300,
+    corpus: str = "wiki-vital",
+    images: str = "flags",
+    questions: str | None = None,
+) -> tuple[list, list]:
+    """Oracle tool-use trajectories over the training questions of ``task`` (or a JSONL ``questions`` file) — the
+    planner's cold start, for the ``sft`` trainer: real tool results, the same tools and formatting as the
+    ``environment:`` section with these options. Rows: ``question``, ``conversation`` and ``tools`` (JSON); no
+    held-out rows (``n_eval`` is ignored)."""
+    from verirl.search.environment import SearchOptions, environment_class
+    from verirl.search.oracle import oracle_rows
+    from verirl.search.service import open_retriever
+
+    check_oracle(n_train, n_eval, seed, task, tools, top_k, max_result_chars, corpus, images, questions)
+    if questions:
+        rows, _ = search_file(train=questions, seed=seed)
+    else:
+        source = {"search-2hop": search_2hop, "search-flags": search_flags, "search-mix": search_mix}[task]
+        rows, _ = source(None, None, seed)
+    names = tuple(tools or ("text_search", "image_search"))
+    env = environment_class(names)(open_retriever(None, corpus, images), None,
+                                   SearchOptions(top_k=top_k, max_chars=max_result_chars, max_calls=8))  # fmt: skip
+    out = []
+    for start in range(0, len(rows), 64):  # stop early once n_train trajectories are made
+        out.extend(oracle_rows(env, rows[start : start + 64]))
+        if n_train is not None and len(out) >= n_train:
+            break
+    return (out if n_train is None else out[:n_train]), []
+
+
+def check_oracle(
+    n_train: int | None = 400,
+    n_eval: int | None = None,
+    seed: int = 0,
+    task: str = "search-mix",
+    tools: list[str] | None = None,
+    top_k: int = 3,
+    max_result_chars: int = 300,
+    corpus: str = "wiki-vital",
+    images: str = "flags",
+    questions: str | None = None,
+) -> None:
+    """The options' checks without building the indexes (recipe validation calls this instead of the task)."""
+    if questions:
+        read_questions(questions)
+    if task not in ("search-2hop", "search-flags", "search-mix"):
+        raise ValueError(f"task: expected search-2hop, search-flags or search-mix, got {task!r}")
+    if tools is not None and (not tools or any(t not in ("text_search", "image_search") for t in tools)):
+        raise ValueError(f"tools: expected a non-empty list of text_search, image_search, got {tools}")
+    if not 1 <= top_k <= 20:
+        raise ValueError(f"top_k: expected 1..20, got {top_k}")
+    if not 16 <= max_result_chars <= 4000:
+        raise ValueError(f"max_result_chars: expected 16..4000, got {max_result_chars}")
+
+
+search_oracle.check = check_oracle  # type: ignore[attr-defined]

