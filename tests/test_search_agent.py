@@ -236,6 +236,7 @@ def test_grpo_trains_a_planner_with_multi_turn_tool_rollouts(files, tmp_path):
     assert step["rewards/search_reasoning/mean"] == 1.0
     assert step["rewards/search_fidelity/mean"] == 1.0
     assert step["search/invalid_call_rate"] == 0.0
+    assert step["search/rollout_seconds"] > step["search/tool_seconds"] > 0 and step["search/answerer_seconds"] > 0
     # tool results are masked out of the loss: TRL counts only tokens with tool_mask = 1, the scripted turns' own
     from transformers import AutoTokenizer
 

@@ -55,6 +55,7 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
         p.add_argument("--max-new-tokens", type=int, default=96, help="planner tokens per turn")
         p.add_argument("--dtype", default="float32")
         p.add_argument("--trust-remote-code", action="store_true", help="allow the models' own modelling code")
+        p.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="how the planner generates its turns")
 
 
 def run_answerer(model: str | None) -> str | None:
@@ -103,9 +104,18 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         from verirl.search.agent import Planner
         from verirl.search.spec import prepare_tokenizer
 
-        model, tokenizer, _ = load_model(args.model, args.dtype, args.trust_remote_code)
+        model, tokenizer, source = load_model(
+            args.model, args.dtype, args.trust_remote_code, weights=args.backend == "hf"
+        )
         prepare_tokenizer(tokenizer)
-        planner = Planner(model, tokenizer, max_new_tokens=args.max_new_tokens)
+        if args.backend == "vllm":
+            from verirl.generators.vllm import EngineOptions, VLLMGenerator
+            from verirl.search.agent import EnginePlanner
+
+            engine = VLLMGenerator(source.path, tokenizer, EngineOptions(dtype=args.dtype))
+            planner = EnginePlanner(engine, tokenizer, max_new_tokens=args.max_new_tokens)
+        else:
+            planner = Planner(model, tokenizer, max_new_tokens=args.max_new_tokens)
     corpus = None
     if baseline == "oracle":
         from verirl.search.corpus import load_corpus

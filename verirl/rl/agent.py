@@ -81,7 +81,15 @@ class EngineTurns:
     results — comes from a verirl generator's ``generate_ids`` (token ids in, token ids and log-probs out), after the
     trainer's weights are synced into it once per optimizer step (:class:`verirl.rl.rollouts.GeneratorRollouts`)."""
 
-    verirl_rollouts: Any = None  # a GeneratorRollouts over the engine (its weight sync and timings)
+    verirl_rollouts: Any = None  # a GeneratorRollouts over the engine (its weight sync and timings); None: TRL's own
+
+    def _generate(self, prompts):
+        """TRL's rollout (every turn and the tools between them), timed: ``search/rollout_seconds`` per step, so a
+        step splits into generation (rollout minus ``search/tool_seconds``), the answerer and the update."""
+        start = time.time()
+        out = super()._generate(prompts)
+        self._metrics["train" if self.model.training else "eval"]["search/rollout_seconds"].append(time.time() - start)
+        return out
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         from verirl.generators.base import SamplingParams

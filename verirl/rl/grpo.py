@@ -74,7 +74,7 @@ def build_grpo_trainer(
         if advantage.prompt_weights:
             train_dataset = with_prompt_weights(recipe, model, tokenizer, train_dataset, config, kwargs["extractor"])
         trainer_class = RestrainGRPOTrainer
-    if environment_factory is not None and rollouts is not None:
+    if environment_factory is not None:
         from verirl.rl.agent import EngineTurns
 
         trainer_class = type(f"EngineTurns{trainer_class.__name__}", (EngineTurns, trainer_class), {})

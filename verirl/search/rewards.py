@@ -23,6 +23,7 @@ Each reads the rollout's :class:`~verirl.search.environment.SearchEnvironment` (
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,11 +48,13 @@ def search_accuracy(
     if answerer is None:
         raise ValueError("search_accuracy needs an answerer (the environment section's `answerer`)")
     episodes = [e.episode for e in envs]
+    start = time.monotonic()
     predictions = answerer.answer([(ep.question, ep.evidence) for ep in episodes])
     log_metric = kwargs.get("log_metric")
     if callable(log_metric):
         served = answerer.calls + answerer.hits
         log_metric("search/answerer_cache_hit_rate", answerer.hits / served if served else 0.0)
+        log_metric("search/answerer_seconds", time.monotonic() - start)
     return [score(p, ep.answers, metric) for p, ep in zip(predictions, episodes, strict=True)]
 
 
@@ -97,6 +100,7 @@ def search_reasoning(prompts: Any = None, completions: Any = None, environments:
         log_metric("search/invalid_call_rate", (sum(c["malformed"] + c["failed"] for c in checks) / attempts)
                    if attempts else 0.0)  # fmt: skip
         log_metric("search/in_budget_rate", sum(c["in_budget"] for c in checks) / len(checks))
+        log_metric("search/tool_seconds", sum(c.seconds for e in envs for c in e.episode.calls))
     return [(c["format"] + c["success"] + c["no_repeat"] + c["in_budget"]) / 4 for c in checks]
 
 

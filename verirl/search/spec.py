@@ -39,7 +39,7 @@ class EnvironmentSpec:
     )
     retriever: str | None = setting(None, help="URL of a `verirl serve-retriever` service (null: in this process)")
     corpus: str = setting(BUILTIN_CORPUS, help="passages for text_search: wiki-vital or a JSONL file {title, text}")
-    images: str = setting(BUILTIN_IMAGES, help="images for image_search: flags or a JSONL file {image, title}")
+    images: str = setting(BUILTIN_IMAGES, help="images for image_search: flags, a JSONL file {image, title}, or none")
     top_k: int = setting(3, help="hits per search", ge=1, le=20)
     max_turns: int = setting(3, help="tool-calling turns per episode (TRL's max_tool_calling_iterations)", ge=1, le=16)
     tool_timeout_s: float = setting(10.0, help="seconds a tool call may take before it returns an error", gt=0)
@@ -83,7 +83,7 @@ def check_environment(spec: EnvironmentSpec, given: Mapping[str, Any], file: str
     if spec.retriever is None:
         for key, builtin in (("corpus", BUILTIN_CORPUS), ("images", BUILTIN_IMAGES)):
             value = getattr(spec, key)
-            if value != builtin and not Path(value).is_file():
+            if value != builtin and not (key == "images" and value == "none") and not Path(value).is_file():
                 raise RecipeError(
                     file, f"environment.{key}", f"expected {builtin} or a JSONL file; {value!r} is neither"
                 )
