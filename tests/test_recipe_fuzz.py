@@ -40,7 +40,14 @@ from verirl.rl.trl_bounds import bounds_for  # noqa: E402
 from verirl.typecheck import check_bounds, coerce  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = ["quickstart.yaml", "restrain-arithmetic.yaml", "flash-evaluator.yaml"]  # glyph-flowgrpo needs a pipeline
+RECIPES = [
+    "quickstart.yaml",
+    "restrain-arithmetic.yaml",
+    "flash-evaluator.yaml",
+    "search-agent.yaml",
+    "search-agent-sft.yaml",
+]
+# (glyph-flowgrpo needs a pipeline)
 # No shipped recipe trains DPO: this one (its data file is written beside it) covers trainer dpo and DPOConfig's args.
 DPO_RECIPE = {
     "trainer": "dpo",
@@ -64,10 +71,12 @@ SPEC_CLASSES = {
     "eval": "verirl.evaluation:EvalSpec",
     "hub": "verirl.hub:HubSpec",
     "evaluator": "verirl.rl.evaluator:EvaluatorSpec",  # .model, .train: its nested dataclass fields
+    "environment": "verirl.search.spec:EnvironmentSpec",
 }
 # trainer -> "module:Class" of its ``args`` (ranges: trl_bounds.bounds_for(cls) on top of the field metadata)
 ARGS_CLASSES = {"grpo": "trl:GRPOConfig", "dpo": "trl:DPOConfig"}
 TOP_LEVEL = {"trainer", "model", "data", "rewards", "generator", "advantage", "evaluator", "args", "eval", "hub"}
+TOP_LEVEL |= {"environment"}
 TOP_LEVEL |= {"output_dir"}
 _BOUND_KEYS = ("ge", "gt", "le", "lt", "sentinels", "choices")
 
