@@ -21,6 +21,14 @@ Q_TOWER = "What is the capital of the country where the Eiffel Tower stands?"
 Q_FLAG = "What is the capital of the country whose flag is shown?"
 
 
+def train(recipe: dict, path) -> None:
+    """`verirl train` on a recipe written to ``path``, through accelerate; it must succeed."""
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([VERIRL, "train", str(path)], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
 def call(name, **arguments):
     return {"role": "assistant", "content": "", "tool_calls": [
         {"type": "function", "function": {"name": name, "arguments": arguments}}]}  # fmt: skip
@@ -223,11 +231,7 @@ def test_grpo_trains_a_planner_with_multi_turn_tool_rollouts(files, tmp_path):
         "eval": {"batch_size": 4},
         "output_dir": str(tmp_path / "out"),
     }  # fmt: skip
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([VERIRL, "train", str(path)], capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
+    train(recipe, tmp_path / "recipe.yaml")
     out = tmp_path / "out"
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     step = next(r for r in records if "loss" in r)
@@ -386,11 +390,7 @@ def test_sft_trainer_runs_the_cold_start_recipe(files, tmp_path):
                  "save_strategy": "no", "bf16": False, "report_to": "none", "max_length": 4096},
         "output_dir": str(tmp_path / "sft"),
     }  # fmt: skip
-    path = tmp_path / "sft.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([VERIRL, "train", str(path)], capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
+    train(recipe, tmp_path / "sft.yaml")
     records = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2]
     saved = (tmp_path / "sft" / "chat_template.jinja").read_text()

@@ -2,16 +2,13 @@
 (EngineTurns), tool results masked out of the loss exactly as on the HF path."""
 
 import json
-import os
-import subprocess
 
 import pytest
-import yaml
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.vllm
 
-from tests.conftest import VERIRL  # noqa: E402
+from tests.test_search_agent import train  # noqa: E402
 
 QUESTION = "What is the capital of the country where the Eiffel Tower stands?"
 CALL = '<tool_call>\n{"name": "text_search", "arguments": {"query": "Eiffel Tower"}}\n</tool_call>'
@@ -82,11 +79,7 @@ def test_grpo_multi_turn_rollouts_on_the_vllm_engine(tmp_path):
         "eval": {"enabled": False},
         "output_dir": str(tmp_path / "out"),
     }  # fmt: skip
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([VERIRL, "train", str(path)], capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
+    train(recipe, tmp_path / "recipe.yaml")
     out = tmp_path / "out"
     step = next(r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r)
     assert step["tools/call_frequency"] == 1.0 and step["tools/failure_frequency"] == 0.0

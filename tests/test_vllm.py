@@ -171,10 +171,10 @@ def test_grpo_with_vllm_rollouts_trains_and_syncs(model_dir, engine, tmp_path):
     assert engine.generate(PROMPTS, sampling=GREEDY).token_ids == hf_greedy(trainer.model, tokenizer)
 
 
-def test_runs_of_equal_prompts_keep_trl_order(engine):
-    from verirl.rl.rollouts import GeneratorRollouts, _runs
+def testruns_of_of_equal_prompts_keep_trl_order(engine):
+    from verirl.rl.rollouts import GeneratorRollouts, runs_of
 
-    assert _runs(["a", "a", "b", "c", "c", "c"]) == [("a", 2), ("b", 1), ("c", 3)]
+    assert runs_of(["a", "a", "b", "c", "c", "c"]) == [("a", 2), ("b", 1), ("c", 3)]
 
     class Trainer:
         class state:

@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+from verirl.rl.rollouts import runs_of, trainer_sampling
 from verirl.rl.trl_run import Prepared
 
 logger = logging.getLogger("verirl")
@@ -92,32 +93,14 @@ class EngineTurns:
         return out
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        from verirl.generators.base import SamplingParams
-
         rollouts = self.verirl_rollouts
         if rollouts is None:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images)  # fmt: skip
-        rollouts._sync(self)
-        args = self.args
-        sampling = SamplingParams(
-            max_new_tokens=args.max_completion_length, temperature=args.temperature, top_p=args.top_p,
-            top_k=args.top_k or 0,
-        )  # fmt: skip
-        start = time.time()
-        runs: list[tuple[list[int], int]] = []  # consecutive equal prompts: one request for the group
-        for ids in prompt_ids:
-            if runs and runs[-1][0] == ids:
-                runs[-1] = (ids, runs[-1][1] + 1)
-            else:
-                runs.append((list(ids), 1))
-        groups: list[tuple[list, list]] = [([], [])] * len(runs)
-        for n in {n for _, n in runs}:  # one request per group size: n = num_generations first, then 1 per turn
-            chosen = [i for i, (_, count) in enumerate(runs) if count == n]
-            ids, logps = rollouts.generator.generate_ids([runs[i][0] for i in chosen], n, sampling)
-            for i, group in zip(chosen, zip(ids, logps, strict=True), strict=True):
-                groups[i] = group
+        rollouts.sync(self)
+        sampling = trainer_sampling(self.args)
+        runs = runs_of(prompt_ids)  # the G copies of a prompt are one request (one prefill); turns after tools: n = 1
+        groups = rollouts.generate_groups([ids for ids, _ in runs], [n for _, n in runs], sampling)
         completion_ids = [c for ids, _ in groups for c in ids]
         logprobs = [lp for _, lps in groups for lp in lps]
-        rollouts.seconds["generate"] += time.time() - start
         return completion_ids, logprobs

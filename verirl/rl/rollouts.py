@@ -26,26 +26,11 @@ class GeneratorRollouts:
         self.seconds = {"sync": 0.0, "generate": 0.0}
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list]:
-        from verirl.generators.base import SamplingParams
-
-        self._sync(trainer)
-        args = trainer.args
-        sampling = SamplingParams(
-            max_new_tokens=args.max_completion_length,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k or 0,
-        )
-        runs = _runs(prompts)
+        self.sync(trainer)
+        sampling = trainer_sampling(trainer.args)
+        runs = runs_of(prompts)
         prompt_ids = self.generator.encode([prompt for prompt, _ in runs])
-        start = time.time()
-        groups: list[tuple[list, list]] = [([], [])] * len(runs)  # (ids, logprobs) per run, filled below
-        for n in {n for _, n in runs}:  # one request per group size (usually one: num_generations)
-            chosen = [i for i, (_, count) in enumerate(runs) if count == n]
-            ids, logprobs = self.generator.generate_ids([prompt_ids[i] for i in chosen], n, sampling)
-            for i, group in zip(chosen, zip(ids, logprobs, strict=True), strict=True):
-                groups[i] = group
-        self.seconds["generate"] += time.time() - start
+        groups = self.generate_groups(prompt_ids, [n for _, n in runs], sampling)
         # TRL's order: the runs in order, each run's samples together
         return {
             "prompt_ids": [prompt_ids[i] for i, (ids, _) in enumerate(groups) for _ in ids],
@@ -53,7 +38,23 @@ class GeneratorRollouts:
             "logprobs": [lp for _, lps in groups for lp in lps],
         }
 
-    def _sync(self, trainer: Any) -> None:
+    def generate_groups(
+        self, prompt_ids: list[list[int]], counts: list[int], sampling: Any
+    ) -> list[tuple[list, list]]:
+        """``counts[i]`` samples of tokenized prompt i: (completion ids, log-probs) per prompt, one engine request per
+        distinct count (usually one: num_generations, or 1 for the turns after tool calls). Timed."""
+        start = time.time()
+        groups: list[tuple[list, list]] = [([], [])] * len(prompt_ids)
+        for n in set(counts):
+            chosen = [i for i, count in enumerate(counts) if count == n]
+            ids, logprobs = self.generator.generate_ids([prompt_ids[i] for i in chosen], n, sampling)
+            for i, group in zip(chosen, zip(ids, logprobs, strict=True), strict=True):
+                groups[i] = group
+        self.seconds["generate"] += time.time() - start
+        return groups
+
+    def sync(self, trainer: Any) -> None:
+        """The trainer's weights into the engine, once per optimizer step."""
         step = trainer.state.global_step
         if step == self.synced_step:
             return
@@ -68,7 +69,15 @@ class GeneratorRollouts:
         logger.debug("rollout engine weights synced at step %d in %.2f s", step, time.time() - start)
 
 
-def _runs(prompts: list[Any]) -> list[tuple[Any, int]]:
+def trainer_sampling(args: Any) -> Any:
+    """The trainer's sampling settings as verirl's :class:`~verirl.generators.base.SamplingParams`."""
+    from verirl.generators.base import SamplingParams
+
+    top_k = args.top_k or 0
+    return SamplingParams(args.max_completion_length, args.temperature, args.top_p, top_k)
+
+
+def runs_of(prompts: list[Any]) -> list[tuple[Any, int]]:
     """Consecutive equal prompts as ``(prompt, count)``: ``[a, a, b, b, b] -> [(a, 2), (b, 3)]``."""
     runs: list[tuple[Any, int]] = []
     for prompt in prompts:

@@ -90,16 +90,28 @@ class Planner:
             add_response_schema(tokenizer)
 
     def turn(self, conversations: list[list[dict]], tools: list[list[Callable]]) -> list[dict[str, Any]]:
-        import torch
+        """One turn of each conversation: the assistant message (tool calls parsed), ``{}`` if it wrote nothing."""
         from trl.chat_template_utils import parse_response
+
+        from verirl.generators.base import strip_after_eos
 
         tok = self.tokenizer
         prompts = [
-            tok.apply_chat_template(c, tools=t, add_generation_prompt=True, tokenize=True, return_dict=False)
+            list(tok.apply_chat_template(c, tools=t, add_generation_prompt=True, tokenize=True, return_dict=False))
             for c, t in zip(conversations, tools, strict=True)
         ]
+        messages = []
+        for row, prompt, t in zip(self._generate(prompts), prompts, tools, strict=True):
+            completion = strip_after_eos(row, tok)
+            messages.append(parse_response(tok, completion, prefix=prompt, tools=t) if completion else {})
+        return messages
+
+    def _generate(self, prompts: list[list[int]]) -> list[list[int]]:
+        """New tokens for each tokenized prompt (transformers ``generate``, left-padded batch)."""
+        import torch
+
         width = max(len(p) for p in prompts)
-        pad = tok.pad_token_id
+        pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": pad}
@@ -113,11 +125,7 @@ class Planner:
             out = self.model.generate(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
                                       **kwargs)  # fmt: skip
         self.model.train(was_training)
-        messages = []
-        for row, prompt, t in zip(out[:, width:].tolist(), prompts, tools, strict=True):
-            completion = _cut(row, tok)
-            messages.append(parse_response(tok, completion, prefix=prompt, tools=t) if completion else {})
-        return messages
+        return out[:, width:].tolist()
 
 
 class EnginePlanner(Planner):
@@ -128,31 +136,12 @@ class EnginePlanner(Planner):
         super().__init__(None, tokenizer, max_new_tokens, temperature)
         self.generator = generator
 
-    def turn(self, conversations: list[list[dict]], tools: list[list[Callable]]) -> list[dict[str, Any]]:
-        from trl.chat_template_utils import parse_response
-
+    def _generate(self, prompts: list[list[int]]) -> list[list[int]]:
         from verirl.generators.base import SamplingParams
 
-        tok = self.tokenizer
-        prompts = [
-            list(tok.apply_chat_template(c, tools=t, add_generation_prompt=True, tokenize=True, return_dict=False))
-            for c, t in zip(conversations, tools, strict=True)
-        ]
         sampling = SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature)
         ids, _ = self.generator.generate_ids(prompts, 1, sampling)
-        out = []
-        for group, prompt, t in zip(ids, prompts, tools, strict=True):
-            completion = _cut(list(group[0]), tok)
-            out.append(parse_response(tok, completion, prefix=prompt, tools=t) if completion else {})
-        return out
-
-
-def _cut(ids: list[int], tok: Any) -> list[int]:
-    stop = {tok.eos_token_id, tok.pad_token_id} - {None}
-    for i, token in enumerate(ids):
-        if token in stop:
-            return ids[: i + 1] if token == tok.eos_token_id else ids[:i]
-    return ids
+        return [list(group[0]) for group in ids]
 
 
 def call_tools(env: SearchEnvironment, message: dict[str, Any]) -> list[dict[str, Any]]:

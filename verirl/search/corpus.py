@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -97,12 +98,13 @@ def wiki_corpus() -> Corpus:
     return Corpus(_unique(passages), BUILTIN_CORPUS)
 
 
-def read_corpus_file(path: str | Path) -> Corpus:
-    """A JSONL corpus: one ``{"title": str, "text": str}`` per line; errors name the file and line."""
+def read_string_rows(path: str | Path, fields: tuple[str, ...], what: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` of a JSONL file whose objects have string ``fields``; a missing file, a line that is
+    not JSON or lacks a field is a one-line :class:`VerirlError` naming the file and line."""
     path = Path(path)
+    shape = ", ".join(f"{f!r}: ..." for f in fields)
     if not path.is_file():
-        raise VerirlError(f"{path}: no such corpus file (expected JSONL lines of {{'title': ..., 'text': ...}})")
-    passages = []
+        raise VerirlError(f"{path}: no such {what} (expected JSONL lines of {{{shape}}})")
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -111,13 +113,18 @@ def read_corpus_file(path: str | Path) -> Corpus:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise VerirlError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if (
-                not isinstance(row, dict)
-                or not isinstance(row.get("title"), str)
-                or not isinstance(row.get("text"), str)
-            ):
-                raise VerirlError(f"{path}:{n}: expected an object with string fields 'title' and 'text'")
-            passages.append(Passage(row["title"].strip(), row["text"].strip()))
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in fields):
+                names = " and ".join(repr(k) for k in fields)
+                raise VerirlError(f"{path}:{n}: expected an object with string fields {names}")
+            yield n, row
+
+
+def read_corpus_file(path: str | Path) -> Corpus:
+    """A JSONL corpus: one ``{"title": str, "text": str}`` per line; errors name the file and line."""
+    passages = [
+        Passage(row["title"].strip(), row["text"].strip())
+        for _, row in read_string_rows(path, ("title", "text"), "corpus file")
+    ]
     if not passages:
         raise VerirlError(f"{path}: the corpus is empty")
     return Corpus(_unique(passages), str(path))

@@ -21,14 +21,13 @@ environment turns it into an observation for the model.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from verirl.errors import VerirlError
-from verirl.search.corpus import Corpus, Hit
+from verirl.search.corpus import Corpus, Hit, read_string_rows
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -150,27 +149,12 @@ class ImageIndex:
     def from_jsonl(cls, path: str | Path, corpus: Corpus | None = None) -> ImageIndex:
         """A user collection: ``{"image": path relative to the file, "title": str}`` per line."""
         path = Path(path)
-        if not path.is_file():
-            raise VerirlError(
-                f"{path}: no such image collection (expected JSONL lines of {{'image': ..., 'title': ...}})"
-            )
         entries: list[tuple[str, ImageInput]] = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise VerirlError(f"{path}:{n}: not JSON ({exc.msg})") from None
-                if not (
-                    isinstance(row, dict) and isinstance(row.get("image"), str) and isinstance(row.get("title"), str)
-                ):
-                    raise VerirlError(f"{path}:{n}: expected an object with string fields 'image' and 'title'")
-                image = path.parent / row["image"]
-                if not image.is_file():
-                    raise VerirlError(f"{path}:{n}: {image}: no such image file")
-                entries.append((row["title"].strip(), image))
+        for n, row in read_string_rows(path, ("image", "title"), "image collection"):
+            image = path.parent / row["image"]
+            if not image.is_file():
+                raise VerirlError(f"{path}:{n}: {image}: no such image file")
+            entries.append((row["title"].strip(), image))
         if not entries:
             raise VerirlError(f"{path}: the image collection is empty")
         return cls(entries, corpus, name=str(path))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from verirl.search.environment import TOOL_NAMES
 from verirl.search.questions import Question, builtin_questions, read_questions
 
 
@@ -86,7 +87,7 @@ def search_oracle(
     from verirl.search.oracle import oracle_rows
     from verirl.search.service import open_retriever
 
-    check_oracle(n_train, n_eval, seed, task, tools, top_k, max_result_chars, corpus, images, questions)
+    check_oracle(task, tools, top_k, max_result_chars, questions)
     if questions:
         rows, _ = search_file(train=questions, seed=seed)
     else:
@@ -104,23 +105,20 @@ def search_oracle(
 
 
 def check_oracle(
-    n_train: int | None = 400,
-    n_eval: int | None = None,
-    seed: int = 0,
     task: str = "search-mix",
     tools: list[str] | None = None,
     top_k: int = 3,
     max_result_chars: int = 300,
-    corpus: str = "wiki-vital",
-    images: str = "flags",
     questions: str | None = None,
+    **other: object,
 ) -> None:
-    """The options' checks without building the indexes (recipe validation calls this instead of the task)."""
+    """:func:`search_oracle`'s options checked without building the indexes (recipe validation calls this instead of
+    the task; the ``other`` options need no check beyond their types)."""
     if questions:
         read_questions(questions)
     if task not in ("search-2hop", "search-flags", "search-mix"):
         raise ValueError(f"task: expected search-2hop, search-flags or search-mix, got {task!r}")
-    if tools is not None and (not tools or any(t not in ("text_search", "image_search") for t in tools)):
+    if tools is not None and (not tools or any(t not in TOOL_NAMES for t in tools)):
         raise ValueError(f"tools: expected a non-empty list of text_search, image_search, got {tools}")
     if not 1 <= top_k <= 20:
         raise ValueError(f"top_k: expected 1..20, got {top_k}")
