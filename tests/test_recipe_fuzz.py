@@ -72,11 +72,12 @@ SPEC_CLASSES = {
     "hub": "verirl.hub:HubSpec",
     "evaluator": "verirl.rl.evaluator:EvaluatorSpec",  # .model, .train: its nested dataclass fields
     "environment": "verirl.search.spec:EnvironmentSpec",
+    "vrec": "verirl.rl.vrec:VRecSpec",
 }
 # trainer -> "module:Class" of its ``args`` (ranges: trl_bounds.bounds_for(cls) on top of the field metadata)
 ARGS_CLASSES = {"grpo": "trl:GRPOConfig", "dpo": "trl:DPOConfig"}
 TOP_LEVEL = {"trainer", "model", "data", "rewards", "generator", "advantage", "evaluator", "args", "eval", "hub"}
-TOP_LEVEL |= {"environment"}
+TOP_LEVEL |= {"environment", "vrec"}
 TOP_LEVEL |= {"output_dir"}
 _BOUND_KEYS = ("ge", "gt", "le", "lt", "sentinels", "choices")
 

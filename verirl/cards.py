@@ -31,6 +31,7 @@ class CardInfo:
     libraries: tuple[str, ...] = ("trl",)
     image: bool = False
     method: str = ""  # how the card names the training ("Flow-GRPO on diffusers"); default "<TRAINER> on TRL"
+    reinforcement: bool = True  # tagged reinforcement-learning (False: supervised, e.g. sft, vrec)
 
 
 def build_model_card(
@@ -79,7 +80,7 @@ def build_model_card(
         ]
     lora = (out / "adapter_config.json").is_file() or (out / "pytorch_lora_weights.safetensors").is_file()
     library = list(card.libraries)
-    tags = ["verirl", *library, trainer, "reinforcement-learning"] + [
+    tags = ["verirl", *library, trainer, *(["reinforcement-learning"] if card.reinforcement else [])] + [
         r["name"] for r in rewards if ":" not in r["name"]
     ]
     card_data = ModelCardData(
@@ -103,6 +104,9 @@ def build_model_card(
         lora=lora,
         before=before,
         after=after,
+        ranking=results.get("test")
+        if isinstance(results.get("test"), dict) and "ndcg@10" in results["test"]
+        else None,
         rewards=rewards,
         train_steps=train.get("steps", "?"),
         train_seconds=train.get("seconds", "?"),

@@ -162,9 +162,10 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--compile", action="store_true", help="compile the model (slow start, a little faster)")
     srv.add_argument("--seed", type=int, default=0)
 
-    from verirl.cli import agent, retriever
+    from verirl.cli import agent, rec, retriever
 
     agent.add_parser(sub, [common])
+    rec.add_parser(sub, [common])
     retriever.add_parser(sub, [common])
 
     models = sub.add_parser("models", parents=[common], help="built-in models")
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="[verirl] %(message)s")
-    from verirl.cli import agent, reference, retriever, tools, train
+    from verirl.cli import agent, rec, reference, retriever, tools, train
 
     handlers = {
         "train": train.cmd_train,
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "textpecker": tools.cmd_textpecker,
         "glyph": tools.cmd_glyph,
         "agent": agent.cmd_agent,
+        "rec": rec.cmd_rec,
         "serve-retriever": retriever.cmd_serve_retriever,
     }
     if args.command not in handlers:

@@ -23,6 +23,7 @@ BUILTIN_MODULES = (
     "verirl.rl.evaluator",
     "verirl.rl.flow_grpo_run",
     "verirl.rl.sft",
+    "verirl.rl.vrec",
 )
 
 _TRAINERS: dict[str, Trainer] = {}

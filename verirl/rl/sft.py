@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+from verirl.cards import CardInfo
 from verirl.errors import VerirlError
 from verirl.rl.config import cpu_only
 from verirl.rl.registry import register
@@ -101,5 +102,6 @@ SFT = register(
         rewards="forbidden",
         rewards_hint="sft imitates its data and takes no rewards",
         evaluates=False,
+        card=CardInfo(method="SFT on TRL", reinforcement=False),
     )
 )
