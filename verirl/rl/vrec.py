@@ -75,9 +75,8 @@ class VRecSpec:
 
 
 def check_vrec(spec: VRecSpec, given: Mapping[str, Any], file: str) -> VRecSpec:
-    if "stages" not in given and (
-        spec.thought_steps == 0 or not spec.mixture
-    ):  # the baselines: same steps, no verifier
+    baseline = spec.thought_steps == 0 or not spec.mixture
+    if baseline and "stages" not in given:  # the baselines train the same LM stages, without the verifier one
         spec = dataclasses.replace(spec, stages=[s for s in STAGES if s != "verifier"])
     if not isinstance(spec.stages, list) or not spec.stages:
         raise RecipeError(file, "vrec.stages", f"expected a non-empty list of {', '.join(STAGES)}")
@@ -86,7 +85,7 @@ def check_vrec(spec: VRecSpec, given: Mapping[str, Any], file: str) -> VRecSpec:
             raise RecipeError(file, "vrec.stages", f"expected stages among {', '.join(STAGES)}, got {stage!r}")
     if len(set(spec.stages)) != len(spec.stages) or list(spec.stages) != [s for s in STAGES if s in spec.stages]:
         raise RecipeError(file, "vrec.stages", f"expected each stage once, in the order {', '.join(STAGES)}")
-    if "verifier" in spec.stages and (spec.thought_steps == 0 or not spec.mixture):
+    if "verifier" in spec.stages and baseline:
         raise RecipeError(
             file, "vrec.stages", "the verifier stage needs thought_steps >= 1 and mixture: true (remove it)"
         )
