@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from verirl.errors import VerirlError
 from verirl.generators.base import SamplingParams
 from verirl.generators.constrained import CompletionTrie, ConstrainedGenerator
 from verirl.rec.clusters import build_clusters
@@ -270,3 +271,17 @@ def test_vrec_learns_recommendations_and_round_trips(tiny, tmp_path):
     save_vrec(model, tok, tmp_path / "m", clusters={"sizes": {}, "labels": {}})
     loaded, tok2 = load_vrec(tmp_path / "m")
     assert rank_titles(constrained_generator(loaded, tok2, TITLES), prompts, 3, 1.0) == ranked
+
+
+def test_any_language_model_folder_is_a_plain_recommender(tiny):
+    from verirl.rec.evaluate import evaluate_ranking, invalid_title_rate, load_recommender
+
+    _, _, path = tiny
+    model, tok = load_recommender(path)
+    assert model.settings.thought_steps == 0 and not model.head_modules()
+    rows = [{"question": "A likes: Heat", "answer": TITLES[0]}, {"question": "B", "answer": "Not In (2000)"}]
+    result = evaluate_ranking(model, tok, rows, TITLES, beams=5, batch_size=2)
+    assert result["cases"] == 2 and result["hr@5"] == pytest.approx(0.5)  # 5 beams over 5 titles: all of them
+    assert 0.0 <= invalid_title_rate(model, tok, rows, TITLES) <= 1.0
+    with pytest.raises(VerirlError, match="not a directory"):
+        load_recommender(path / "missing")

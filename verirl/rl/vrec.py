@@ -243,6 +243,13 @@ def build_model(ctx: Any, spec: VRecSpec, sizes: dict[str, int]) -> tuple[Any, A
     return VRecModel(lm, settings), tokenizer
 
 
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
 def link_final(stage_dir: Path, out: Path) -> None:
     """The last stage's model files also at the top of ``output_dir`` (hard links: no second copy on disk)."""
     for file in stage_dir.iterdir():
@@ -326,6 +333,7 @@ def run(ctx: Any) -> dict[str, Any]:
             "seconds": round(time.monotonic() - start, 1),
             "train_loss": getattr(output, "training_loss", None),
             "trainable_parameters": trainable,
+            "peak_rss_gib": peak_rss_gib(),
         }
         outputs.write_json_atomic(stage_dir / DONE, figures)
         stage_results[stage] = figures
@@ -338,6 +346,7 @@ def run(ctx: Any) -> dict[str, Any]:
             model, tokenizer, list(eval_ds), ml.titles(), spec.beams, spec.eval_batch_size, spec.length_penalty,
             bf16=bool(base_config.bf16),
         )  # fmt: skip
+        ctx.results["test"]["peak_rss_gib"] = peak_rss_gib()
     train = {
         "steps": sum(s.get("steps", 0) for s in stage_results.values()),
         "seconds": round(sum(s.get("seconds", 0) for s in stage_results.values()), 1),
