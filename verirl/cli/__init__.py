@@ -4,6 +4,9 @@
                         [--resume | --overwrite]
     verirl push OUTPUT_DIR --repo-id ID [--public] [--revision BRANCH]
     verirl rewards list | new NAME [--dir DIR] | check NAME [--args JSON] [--column KEY=VALUE ...]
+    verirl verifiers list | new NAME [--dir DIR] | check NAME [--args JSON] [--column KEY=VALUE ...] [--timeout S]
+    verirl agent ask | eval ...            the search agent (docs/search_agent.md)
+    verirl rec eval | recommend ...         generative recommenders (docs/recommendation.md)
     verirl models list | prepare [ALIAS]
     verirl trainers list | show NAME | show --all
     verirl evaluator train RECIPE [--set key=value ...] [--overwrite]
@@ -162,11 +165,12 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--compile", action="store_true", help="compile the model (slow start, a little faster)")
     srv.add_argument("--seed", type=int, default=0)
 
-    from verirl.cli import agent, rec, retriever
+    from verirl.cli import agent, rec, retriever, verifiers
 
     agent.add_parser(sub, [common])
     rec.add_parser(sub, [common])
     retriever.add_parser(sub, [common])
+    verifiers.add_parser(sub, [common])
 
     models = sub.add_parser("models", parents=[common], help="built-in models")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION")
@@ -180,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="[verirl] %(message)s")
-    from verirl.cli import agent, rec, reference, retriever, tools, train
+    from verirl.cli import agent, rec, reference, retriever, tools, train, verifiers
 
     handlers = {
         "train": train.cmd_train,
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "glyph": tools.cmd_glyph,
         "agent": agent.cmd_agent,
         "rec": rec.cmd_rec,
+        "verifiers": verifiers.cmd_verifiers,
         "serve-retriever": retriever.cmd_serve_retriever,
     }
     if args.command not in handlers:

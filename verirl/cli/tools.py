@@ -28,20 +28,10 @@ def cmd_rewards(args: argparse.Namespace) -> int:
         print(f"created {root}\nnext: pip install -e {root} && verirl rewards check {args.name}")
         return 0
     if args.rewards_command == "check":
+        from verirl.cli.options import column_values, json_args
         from verirl.rewards.check import check_reward, format_results
 
-        try:
-            bound = json.loads(args.args)
-        except json.JSONDecodeError as exc:
-            raise VerirlError(f"--args: expected a JSON object ({exc.msg})") from None
-        if not isinstance(bound, dict):
-            raise VerirlError("--args: expected a JSON object, e.g. '{\"max_length\": 64}'")
-        columns = {}
-        for item in args.column:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise VerirlError(f"--column {item}: expected KEY=VALUE")
-            columns[key] = value
+        bound, columns = json_args(args.args), column_values(args.column)
         fn = resolve_reward(args.name, bound)
         results = check_reward(fn, columns, args.timeout)
         print(format_results(args.name, results))

@@ -16,7 +16,7 @@ from typing import Any
 
 from verirl.rewards.guard import RewardTimeout, call_with_timeout
 
-_SAMPLE = [("What is 12+30? Answer with just the number.", "42"), ("What is 7+8? Answer with just the number.", "15")]
+SAMPLE = [("What is 12+30? Answer with just the number.", "42"), ("What is 7+8? Answer with just the number.", "15")]
 _GOOD = ["12 + 30 = 42", "The answer is 14."]
 
 
@@ -28,10 +28,10 @@ class CaseResult:
     seconds: float
 
 
-def _cases() -> list[tuple[str, list[Any], list[Any], bool]]:
+def cases() -> list[tuple[str, list[Any], list[Any], bool]]:
     """(name, prompts, completions, well_formed)."""
-    text_prompts = [p for p, _ in _SAMPLE]
-    chat_prompts = [[{"role": "user", "content": p}] for p, _ in _SAMPLE]
+    text_prompts = [p for p, _ in SAMPLE]
+    chat_prompts = [[{"role": "user", "content": p}] for p, _ in SAMPLE]
     chat = [[{"role": "assistant", "content": c}] for c in _GOOD]
     return [
         ("sample (text)", text_prompts, list(_GOOD), True),
@@ -78,13 +78,13 @@ def _nonfinite(value: Any) -> bool:
 def check_reward(fn: Callable, columns: dict[str, Any] | None = None, timeout_s: float = 60.0) -> list[CaseResult]:
     """Run ``fn`` over the built-in cases; ``columns`` are per-sample constants (default: the sample answers)."""
     results = []
-    for name, prompts, completions, well_formed in _cases():
+    for name, prompts, completions, well_formed in cases():
         n = len(completions)
         kwargs: dict[str, Any] = {
             "prompts": prompts,
             "completions": completions,
             "completion_ids": [_ids(c) for c in completions],
-            "answer": [a for _, a in _SAMPLE][:n],
+            "answer": [a for _, a in SAMPLE][:n],
             "trainer_state": None,
             "log_extra": lambda *a, **k: None,
             "log_metric": lambda *a, **k: None,
@@ -118,9 +118,9 @@ def check_reward(fn: Callable, columns: dict[str, Any] | None = None, timeout_s:
     return results
 
 
-def format_results(name: str, results: list[CaseResult]) -> str:
+def format_results(name: str, results: list[CaseResult], what: str = "reward") -> str:
     width = max(len(r.case) for r in results)
-    lines = [f"reward {name!r}:"]
+    lines = [f"{what} {name!r}:"]
     for r in results:
         lines.append(f"  {r.status:4}  {r.case:<{width}}  {1000 * r.seconds:8.1f} ms  {r.detail}")
     fails = sum(r.status == "FAIL" for r in results)

@@ -101,24 +101,37 @@ rewards:
 """)
 
 
-def scaffold(name: str, parent: str | Path = ".") -> Path:
-    """Create ``PARENT/verirl-reward-NAME`` and return its path."""
+def new_package(kind: str, name: str, parent: str | Path) -> tuple[Path, dict[str, str]]:
+    """The root ``PARENT/verirl-KIND-NAME`` of a new plug-in package and its template values (``name``, ``dist``,
+    ``package``); a one-line error for an invalid name or an existing folder. ``kind``: reward | verifier."""
+    command = f"{kind}s new"
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or keyword.iskeyword(name):
-        raise VerirlError(f"rewards new: {name!r} is not a valid name (lowercase letters, digits, underscores)")
+        raise VerirlError(f"{command}: {name!r} is not a valid name (lowercase letters, digits, underscores)")
     dist = name.replace("_", "-")
-    package = f"verirl_reward_{name}"
-    root = Path(parent) / f"verirl-reward-{dist}"
+    root = Path(parent) / f"verirl-{kind}-{dist}"
     if root.exists():
-        raise VerirlError(f"rewards new: {root} already exists; choose another name or directory")
-    values = {"name": name, "dist": dist, "package": package}
-    files = {
-        root / "pyproject.toml": PYPROJECT,
-        root / "README.md": README,
-        root / "src" / package / "__init__.py": Template('"""verirl reward plug-in: $name."""\n'),
-        root / "src" / package / "reward.py": MODULE,
-        root / "tests" / "test_reward.py": TEST,
-    }
+        raise VerirlError(f"{command}: {root} already exists; choose another name or directory")
+    return root, {"name": name, "dist": dist, "package": f"verirl_{kind}_{name}"}
+
+
+def write_templates(files: dict[Path, Template], values: dict[str, str]) -> None:
     for path, template in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template.substitute(values))
+
+
+def scaffold(name: str, parent: str | Path = ".") -> Path:
+    """Create ``PARENT/verirl-reward-NAME`` and return its path."""
+    root, values = new_package("reward", name, parent)
+    package = values["package"]
+    write_templates(
+        {
+            root / "pyproject.toml": PYPROJECT,
+            root / "README.md": README,
+            root / "src" / package / "__init__.py": Template('"""verirl reward plug-in: $name."""\n'),
+            root / "src" / package / "reward.py": MODULE,
+            root / "tests" / "test_reward.py": TEST,
+        },
+        values,
+    )
     return root
