@@ -65,7 +65,7 @@ def run_trl(
     from verirl.evaluation import evaluate
     from verirl.generators.hf import HFGenerator
     from verirl.models import load_model, lora_config
-    from verirl.rl.callbacks import MetricsJSONLCallback
+    from verirl.rl.callbacks import MetricsJSONLCallback, ReleaseMemoryCallback
 
     recipe = ctx.recipe
     state = PartialState()
@@ -104,7 +104,7 @@ def run_trl(
     state.wait_for_everyone()
 
     parts = TrlParts(ctx, config, model, tokenizer, source, train_ds, peft_config, prepared=prepared)
-    parts.callbacks.append(MetricsJSONLCallback(ctx.out / "metrics.jsonl"))
+    parts.callbacks.extend([MetricsJSONLCallback(ctx.out / "metrics.jsonl"), ReleaseMemoryCallback()])
     built = build(parts)
     try:
         checkpoint = ctx.last_checkpoint()

@@ -273,7 +273,7 @@ def run(ctx: Any) -> dict[str, Any]:
     from verirl.rec.evaluate import evaluate_ranking
     from verirl.rec.movielens import load_movielens
     from verirl.rec.vrec import CLUSTERS_FILE, load_weights
-    from verirl.rl.callbacks import MetricsJSONLCallback
+    from verirl.rl.callbacks import MetricsJSONLCallback, ReleaseMemoryCallback
 
     recipe, spec = ctx.recipe, ctx.recipe.sections["vrec"]
     base_config = ctx.config()
@@ -317,7 +317,7 @@ def run(ctx: Any) -> dict[str, Any]:
                 tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
             ),
             processing_class=tokenizer,
-            callbacks=[MetricsJSONLCallback(ctx.out / "metrics.jsonl")],
+            callbacks=[MetricsJSONLCallback(ctx.out / "metrics.jsonl"), ReleaseMemoryCallback()],
             v_weight=spec.v_weight if stage != "rec" else 0.0,
             mono_weight=spec.mono_weight if stage == "joint" else 0.0,
             clusters=clusters.to_json(),
