@@ -29,3 +29,11 @@ def column_values(items: Sequence[str]) -> dict[str, str]:
             raise VerirlError(f"--column {item}: expected KEY=VALUE")
         columns[key] = value
     return columns
+
+
+def print_plugins(infos: Sequence[Any]) -> None:
+    """``verirl rewards list`` / ``verirl verifiers list``: one aligned line per plug-in."""
+    width = max(len(i.name) for i in infos)
+    for info in infos:
+        summary = f"  {info.summary}" if info.summary else ""
+        print(f"{info.name:<{width}}  {info.kind:<10}  {info.origin}{summary}")

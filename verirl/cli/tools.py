@@ -15,11 +15,9 @@ def cmd_rewards(args: argparse.Namespace) -> int:
     from verirl.rewards.base import available_rewards, resolve_reward
 
     if args.rewards_command == "list":
-        infos = available_rewards()
-        width = max(len(i.name) for i in infos)
-        for info in infos:
-            summary = f"  {info.summary}" if info.summary else ""
-            print(f"{info.name:<{width}}  {info.kind:<10}  {info.origin}{summary}")
+        from verirl.cli.options import print_plugins
+
+        print_plugins(available_rewards())
         return 0
     if args.rewards_command == "new":
         from verirl.rewards.scaffold import scaffold

@@ -45,11 +45,9 @@ def cmd_verifiers(args: argparse.Namespace) -> int:
 
     action = getattr(args, "verifiers_command", None)
     if action == "list":
-        infos = available_verifiers()
-        width = max(len(i.name) for i in infos)
-        for info in infos:
-            summary = f"  {info.summary}" if info.summary else ""
-            print(f"{info.name:<{width}}  {info.kind:<10}  {info.origin}{summary}")
+        from verirl.cli.options import print_plugins
+
+        print_plugins(available_verifiers())
         return 0
     if action == "new":
         from verirl.verifiers.scaffold import scaffold

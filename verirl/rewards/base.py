@@ -56,7 +56,7 @@ def reward(name: str | None = None) -> Callable[[RewardFn], RewardFn]:
         if not key:
             raise ValueError("@reward needs a name for a callable without __name__")
         if key in _REGISTRY and _REGISTRY[key] is not fn:
-            raise ValueError(f"reward {key!r} is already registered by {_origin(_REGISTRY[key])}")
+            raise ValueError(f"reward {key!r} is already registered by {origin_of(_REGISTRY[key])}")
         _REGISTRY[key] = fn
         return fn
 
@@ -64,24 +64,29 @@ def reward(name: str | None = None) -> Callable[[RewardFn], RewardFn]:
 
 
 @dataclass(frozen=True)
-class RewardInfo:
-    """Where a reward comes from, for ``verirl rewards list``."""
+class PluginInfo:
+    """Where a reward (or a verifier) comes from, for ``verirl rewards list`` / ``verirl verifiers list``."""
 
     name: str
     kind: str  # "builtin" | "registered" | "plugin"
-    origin: str  # "module:function" (and the distribution for plug-ins)
+    origin: str  # "module:attr" (and the distribution for plug-ins)
     summary: str = ""
 
 
-def _origin(obj: Any) -> str:
+RewardInfo = PluginInfo
+
+
+def origin_of(obj: Any) -> str:
+    """``module:qualname`` of a function or class (how errors and listings name where a plug-in lives)."""
     module = getattr(obj, "__module__", "?")
     qualname = getattr(obj, "__qualname__", type(obj).__name__)
     return f"{module}:{qualname}"
 
 
-def _summary(obj: Any) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+def summary_of(obj: Any) -> str:
+    """The first line of ``obj``'s docstring ("" without one)."""
+    doc = (inspect.getdoc(obj) or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 
 def _load_builtins() -> None:
@@ -101,7 +106,7 @@ def available_rewards() -> list[RewardInfo]:
     infos = []
     for name, fn in sorted(_REGISTRY.items()):
         kind = "builtin" if getattr(fn, "__module__", "").startswith("verirl.") else "registered"
-        infos.append(RewardInfo(name, kind, _origin(fn), _summary(fn)))
+        infos.append(RewardInfo(name, kind, origin_of(fn), summary_of(fn)))
     for name, ep in sorted(_plugin_entry_points().items()):
         if name in _REGISTRY:
             continue
@@ -139,7 +144,7 @@ def find_reward(name: str) -> Any:
 def check_signature(fn: Callable, name: str) -> None:
     """A reward must be callable with keyword arguments and accept ``**kwargs`` (TRL passes extra columns)."""
     if not callable(fn):
-        raise RewardError(f"reward {name!r}: {_origin(fn)} is not callable")
+        raise RewardError(f"reward {name!r}: {origin_of(fn)} is not callable")
     target = fn.func if isinstance(fn, functools.partial) else fn
     try:
         sig = inspect.signature(target)
@@ -147,7 +152,7 @@ def check_signature(fn: Callable, name: str) -> None:
         return  # builtins / C callables: nothing to check
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
         raise RewardError(
-            f"reward {name!r}: {_origin(target)} must accept **kwargs "
+            f"reward {name!r}: {origin_of(target)} must accept **kwargs "
             "(TRL passes dataset columns, completion_ids, trainer_state, log_metric)"
         )
 
@@ -160,7 +165,7 @@ def resolve_reward(name: str, args: dict[str, Any] | None = None) -> RewardFn:
         try:
             fn = obj(**args)
         except TypeError as exc:
-            raise RewardError(f"reward {name!r}: bad args for {_origin(obj)}: {exc}") from exc
+            raise RewardError(f"reward {name!r}: bad args for {origin_of(obj)}: {exc}") from exc
     elif args:
         target_sig = _safe_signature(obj)
         if target_sig is not None:

@@ -42,13 +42,13 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 from verirl.answers import canonical, extract_all, get_extractor
 from verirl.errors import VerirlError, first_line
 from verirl.plugins import import_dotted
+from verirl.rewards.base import PluginInfo, origin_of, summary_of
 from verirl.verifiers.base import Verdict, Verifier
 
 __all__ = [
@@ -98,32 +98,14 @@ def verifier(name: str | None = None) -> Callable[[VerifierFactory], VerifierFac
         if not callable(factory):
             raise ValueError(f"@verifier({key!r}): expected a class or a function, got {type(factory).__name__}")
         if key in _REGISTRY and _REGISTRY[key] is not factory:
-            raise ValueError(f"verifier {key!r} is already registered by {_origin(_REGISTRY[key])}")
+            raise ValueError(f"verifier {key!r} is already registered by {origin_of(_REGISTRY[key])}")
         _REGISTRY[key] = factory
         return factory
 
     return decorator
 
 
-@dataclass(frozen=True)
-class VerifierInfo:
-    """Where a verifier comes from, for ``verirl verifiers list``."""
-
-    name: str
-    kind: str  # "builtin" | "registered" (by imported code outside verirl) | "plugin" (an entry point)
-    origin: str  # "module:attr" (and the distribution for plug-ins)
-    summary: str = ""
-
-
-def _origin(obj: Any) -> str:
-    module = getattr(obj, "__module__", "?")
-    qualname = getattr(obj, "__qualname__", type(obj).__name__)
-    return f"{module}:{qualname}"
-
-
-def _summary(obj: Any) -> str:
-    doc = (inspect.getdoc(obj) or "").strip()
-    return doc.splitlines()[0] if doc else ""
+VerifierInfo = PluginInfo
 
 
 def _plugin_entry_points() -> dict[str, Any]:
@@ -136,8 +118,8 @@ def available_verifiers() -> list[VerifierInfo]:
     infos = []
     for name, factory in sorted(_REGISTRY.items()):
         kind = "builtin" if getattr(factory, "__module__", "").startswith("verirl.") else "registered"
-        infos.append(VerifierInfo(name, kind, _origin(factory), _summary(factory)))
-    infos.append(VerifierInfo(f"{REWARD_PREFIX}NAME", "builtin", _origin(from_reward), _summary(from_reward)))
+        infos.append(VerifierInfo(name, kind, origin_of(factory), summary_of(factory)))
+    infos.append(VerifierInfo(f"{REWARD_PREFIX}NAME", "builtin", origin_of(from_reward), summary_of(from_reward)))
     for name, ep in sorted(_plugin_entry_points().items()):
         if name in _REGISTRY:
             continue
@@ -180,11 +162,11 @@ def resolve_verifier(name: str, args: Mapping[str, Any] | None = None) -> Verifi
     obj = find_verifier(name)
     if _has_verify(obj) and not inspect.isclass(obj):
         if args:
-            raise VerifierError(f"verifier {name!r}: {_origin(obj)} is a ready verifier object; it takes no args")
+            raise VerifierError(f"verifier {name!r}: {origin_of(obj)} is a ready verifier object; it takes no args")
         return obj
     if not callable(obj):
         raise VerifierError(
-            f"verifier {name!r}: {_origin(obj)} is a {type(obj).__name__}, not a verifier factory (a class or "
+            f"verifier {name!r}: {origin_of(obj)} is a {type(obj).__name__}, not a verifier factory (a class or "
             "function returning an object with verify(prompt, completion, **ctx))"
         )
     _check_args(name, obj, args)
@@ -192,11 +174,11 @@ def resolve_verifier(name: str, args: Mapping[str, Any] | None = None) -> Verifi
         built = obj(**args)
     except Exception as exc:  # noqa: BLE001 - a factory that fails must name itself, in one line
         raise VerifierError(
-            f"verifier {name!r}: building {_origin(obj)} failed: {type(exc).__name__}: {first_line(exc)}"
+            f"verifier {name!r}: building {origin_of(obj)} failed: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
     if not _has_verify(built):
         raise VerifierError(
-            f"verifier {name!r}: {_origin(obj)} returned a {type(built).__name__} without a callable "
+            f"verifier {name!r}: {origin_of(obj)} returned a {type(built).__name__} without a callable "
             "verify(prompt, completion, **ctx)"
         )
     return built
@@ -220,7 +202,7 @@ def _check_args(name: str, factory: Callable, args: dict[str, Any]) -> None:
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY)
         ]
         raise VerifierError(
-            f"verifier {name!r}: bad args for {_origin(factory)}: {exc} (it takes: {', '.join(params) or 'none'})"
+            f"verifier {name!r}: bad args for {origin_of(factory)}: {exc} (it takes: {', '.join(params) or 'none'})"
         ) from None
 
 
