@@ -108,7 +108,9 @@ def _groups(recipe: Any, out: Path) -> tuple[list[Group], list[Group]]:
     if eval_ds is None:
         raise VerirlError(f"{recipe.file}: data: trainer evaluator needs held-out data (data.n_eval or eval_split)")
     first = recipe.rewards[0]
-    reward = GuardedReward(resolve_reward(first.name, first.args), first.name, first.timeout_s, first.retry_per_sample)
+    reward = GuardedReward(
+        resolve_reward(first.name, first.args), first.metric, first.timeout_s, first.retry_per_sample
+    )
     generator = build_generator(
         recipe.generator,
         model_path=source.path,

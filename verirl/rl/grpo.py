@@ -15,7 +15,6 @@ from typing import Any
 from verirl.errors import RecipeError
 from verirl.rewards.base import resolve_reward
 from verirl.rewards.guard import GuardedReward
-from verirl.rewards.spec import metric_name
 from verirl.rl.advantages import AdvantageSpec, advantage_line, check_advantage
 from verirl.rl.config import cpu_only, default_of
 from verirl.rl.registry import register
@@ -30,7 +29,7 @@ logger = logging.getLogger("verirl")
 def guarded_rewards(recipe: Any) -> list[GuardedReward]:
     """The recipe's rewards, each behind the failure guard, named as in the recipe (TRL logs rewards/<name>/mean)."""
     return [
-        GuardedReward(resolve_reward(r.name, r.args), metric_name(r.name), r.timeout_s, r.retry_per_sample)
+        GuardedReward(resolve_reward(r.name, r.args), r.metric, r.timeout_s, r.retry_per_sample)
         for r in recipe.rewards
     ]
 

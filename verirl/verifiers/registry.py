@@ -56,6 +56,7 @@ __all__ = [
     "REWARD_PREFIX",
     "ExactAnswer",
     "RewardVerifier",
+    "UnknownVerifierError",
     "VerifierError",
     "VerifierInfo",
     "available_verifiers",
@@ -77,6 +78,10 @@ _REGISTRY: dict[str, VerifierFactory] = {}
 
 class VerifierError(VerirlError):
     """A verifier that cannot be resolved, built, or has no ``verify``."""
+
+
+class UnknownVerifierError(VerifierError):
+    """No verifier has this name (mixtures then try it as a reward)."""
 
 
 def verifier(name: str | None = None) -> Callable[[VerifierFactory], VerifierFactory]:
@@ -149,7 +154,7 @@ def find_verifier(name: str) -> Any:
     known = sorted(set(_REGISTRY) | set(plugins))
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
-    raise VerifierError(
+    raise UnknownVerifierError(
         f"unknown verifier {name!r} (not built in, not a plug-in, not 'reward:NAME' or 'module:attr'){hint}"
     )
 
