@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +22,13 @@ from verirl import outputs
 from verirl.answers import extract_all, get_extractor, majority_answer
 from verirl.cards import CardInfo
 from verirl.errors import RecipeError, VerirlError
+from verirl.rl.labelled_groups import labelled_groups
 from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
 from verirl.typecheck import setting
 from verirl.verifiers.flash_evaluator import FlashEvaluatorConfig
 from verirl.verifiers.flash_training import TrainConfig
-from verirl.verifiers.groups import Group, best_index, build_groups, load_groups, save_groups
+from verirl.verifiers.groups import Group, best_index
 
 logger = logging.getLogger("verirl")
 
@@ -84,51 +84,7 @@ def reference_picks(groups: list[Group], extractor: Any) -> dict[str, dict[str, 
 
 def _groups(recipe: Any, out: Path) -> tuple[list[Group], list[Group]]:
     spec = recipe.section("evaluator")
-    if spec.groups_from:
-        src = Path(spec.groups_from)
-        logger.info("reusing groups from %s", src)
-        return load_groups(src / "groups_train.jsonl"), load_groups(src / "groups_eval.jsonl")
-    import torch
-
-    from verirl.data import load_data
-    from verirl.generators import SamplingParams
-    from verirl.generators.backends import build_generator
-    from verirl.models import load_model
-    from verirl.rewards.base import resolve_reward
-    from verirl.rewards.guard import GuardedReward
-
-    model, tokenizer, source = load_model(  # vLLM backends hold their own weights
-        recipe.model.name,
-        recipe.model.dtype,
-        recipe.model.trust_remote_code,
-        recipe.model.revision,
-        weights=recipe.generator.backend == "hf",
-    )
-    train_ds, eval_ds = load_data(recipe.data)
-    if eval_ds is None:
-        raise VerirlError(f"{recipe.file}: data: trainer evaluator needs held-out data (data.n_eval or eval_split)")
-    first = recipe.rewards[0]
-    reward = GuardedReward(
-        resolve_reward(first.name, first.args), first.metric, first.timeout_s, first.retry_per_sample
-    )
-    generator = build_generator(
-        recipe.generator,
-        model_path=source.path,
-        tokenizer=tokenizer,
-        model=model,
-        model_dtype=recipe.model.dtype,
-        seed=recipe.data.seed,
-        batch_size=64,
-        autocast_bf16=not torch.cuda.is_available(),
-    )
-    sampling = SamplingParams(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=recipe.data.seed)
-    groups = {}
-    for name, ds in (("train", train_ds), ("eval", eval_ds)):
-        start = time.monotonic()
-        groups[name] = build_groups(generator, ds, spec.k, reward, sampling, log=logger.info)
-        save_groups(groups[name], out / f"groups_{name}.jsonl")
-        logger.info("%s groups: %d in %.0f s", name, len(groups[name]), time.monotonic() - start)
-    return groups["train"], groups["eval"]
+    return labelled_groups(recipe, out, spec.k, spec.temperature, spec.max_new_tokens, spec.groups_from)
 
 
 def run_evaluator_recipe(recipe: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ BUILTIN_MODULES = (
     "verirl.rl.flow_grpo_run",
     "verirl.rl.sft",
     "verirl.rl.vrec",
+    "verirl.rl.reward_model",
 )
 
 _TRAINERS: dict[str, Trainer] = {}

@@ -130,7 +130,8 @@ def available_verifiers() -> list[VerifierInfo]:
             continue
         dist = getattr(ep, "dist", None)
         where = f"{ep.value} ({dist.name} {dist.version})" if dist is not None else ep.value
-        infos.append(VerifierInfo(name, "plugin", where))
+        kind = "builtin" if ep.value.startswith("verirl.") else "plugin"
+        infos.append(VerifierInfo(name, kind, where))
     return infos
 
 
