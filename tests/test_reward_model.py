@@ -135,3 +135,13 @@ def test_reward_model_section_is_validated(write_recipe):
     ]:
         with pytest.raises(VerirlError, match=message):
             load_recipe(write_recipe(dict(base, reward_model=section)))
+
+
+def test_validating_a_recipe_loads_no_reward_model_weights(preference_rm, tmp_path):
+    from verirl.verifiers.mixture_reward import MixtureReward
+
+    _, out = preference_rm
+    mixture = MixtureReward([{"name": "reward_model", "args": {"model": str(out)}}])
+    assert mixture.members[0].verifier._model is None  # built (as validation builds it) but not loaded
+    with pytest.raises(VerirlError, match=r"members\.0\.name: .*no such directory"):
+        MixtureReward([{"name": "reward_model", "args": {"model": str(tmp_path / "missing")}}])

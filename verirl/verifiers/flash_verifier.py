@@ -26,10 +26,20 @@ class FlashVerifier:
     """A FlashEvaluator scoring each prompt's completions jointly; score = exp(logit - group max)."""
 
     def __init__(self, model: str):
-        from verirl.verifiers.flash_evaluator import FlashEvaluator
+        from pathlib import Path
 
+        if not isinstance(model, str) or not Path(model).expanduser().is_dir():
+            raise ValueError(f"model: {model}: no such directory (the evaluator/ folder of a trainer: evaluator run)")
         self.name = model
-        self.evaluator = FlashEvaluator.from_pretrained(model)
+        self._evaluator: Any = None  # loaded on first use: validating a recipe loads no weights
+
+    @property
+    def evaluator(self) -> Any:
+        if self._evaluator is None:
+            from verirl.verifiers.flash_evaluator import FlashEvaluator
+
+            self._evaluator = FlashEvaluator.from_pretrained(self.name)
+        return self._evaluator
 
     def verify_batch(self, prompts: list, completions: list[str], **columns: Any) -> list[Verdict]:
         groups: dict[str, list[int]] = {}

@@ -53,11 +53,6 @@ class LLMJudge:
         batch_size: int = 8,
         max_length: int = 1024,
     ):
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        from verirl.models import load_tokenizer, resolve_model
-
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
         if "completion" not in fields:
             raise ValueError(f"template: expected a {{completion}} field, got {template!r:.80}")
@@ -66,25 +61,42 @@ class LLMJudge:
             raise ValueError(f"labels: expected a mapping answer -> score in [0, 1], got {labels!r:.80}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-        source = resolve_model(model)
-        self.tokenizer = load_tokenizer(source.path)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"model: expected a built-in alias, a directory or a Hub id, got {model!r}")
+        self.template, self.fields, self.chat, self.system_prompt = template, fields, chat, system_prompt
+        self.batch_size, self.max_length, self.name, self.labels = batch_size, max_length, model, labels
+        self._model: Any = None  # loaded on first use: validating a recipe loads no weights
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from verirl.models import load_tokenizer, resolve_model
+
+        source = resolve_model(self.name)
+        tokenizer = load_tokenizer(source.path)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        label_tokens: dict[int, float] = {}
+        for word, value in self.labels.items():
+            ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise ValueError(f"labels: {word!r} is no token of {self.name}")
+            if ids[0] in label_tokens and label_tokens[ids[0]] != value:
+                raise ValueError(f"labels: {word!r} starts with the same token as a label of another score")
+            label_tokens[ids[0]] = float(value)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype).to(self.device).eval()
-        self.template, self.fields, self.chat, self.system_prompt = template, fields, chat, system_prompt
-        self.batch_size, self.max_length, self.name = batch_size, max_length, model
-        self.label_tokens: dict[int, float] = {}
-        for word, value in labels.items():
-            ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
-            if not ids:
-                raise ValueError(f"labels: {word!r} is no token of {model}")
-            if ids[0] in self.label_tokens and self.label_tokens[ids[0]] != value:
-                raise ValueError(f"labels: {word!r} starts with the same token as another label of another score")
-            self.label_tokens[ids[0]] = float(value)
-        self.values = sorted(set(self.label_tokens.values()))
+        self.tokenizer, self.label_tokens = tokenizer, label_tokens
+        self.values = sorted(set(label_tokens.values()))
+        self._model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype).to(self.device).eval()
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._load()
+        return self._model
 
     def judge_text(self, prompt: Any, completion: str, row: Mapping[str, Any]) -> str:
         """The judge's input for one sample (chat template applied, generation prompt added)."""
@@ -95,6 +107,7 @@ class LLMJudge:
         filled = self.template.format(**{**values, "prompt": _prompt_text(prompt), "completion": completion})
         if not self.chat:
             return filled
+        self.model  # noqa: B018 - loads the tokenizer with the model
         messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + [
             {"role": "user", "content": filled}
         ]
@@ -104,6 +117,7 @@ class LLMJudge:
         """For each input, P(first token of each label) at the answer position."""
         import torch
 
+        model = self.model
         out = []
         ids = list(self.label_tokens)
         for start in range(0, len(texts), self.batch_size):
@@ -116,7 +130,7 @@ class LLMJudge:
                 add_special_tokens=not self.chat,
             ).to(self.device)
             with torch.inference_mode():
-                logits = self.model(**batch).logits[:, -1].float()
+                logits = model(**batch).logits[:, -1].float()
             probs = torch.softmax(logits, dim=-1)[:, ids].cpu().tolist()
             out.extend(dict(zip(ids, row, strict=True)) for row in probs)
         return out
@@ -144,4 +158,4 @@ class LLMJudge:
         return self.verify_batch([prompt], [str(completion)], **{k: [v] for k, v in ctx.items()})[0]
 
     def __repr__(self) -> str:
-        return f"LLMJudge({self.name!r}, labels={len(self.label_tokens)} tokens)"
+        return f"LLMJudge({self.name!r}, labels={sorted(self.labels)})"

@@ -25,6 +25,15 @@ from verirl.verifiers.base import Verdict
 CALIBRATION_FILE = "verirl_reward_model.json"
 
 
+def check_model_path(model: str, what: str = "model") -> None:
+    """A local path (./, /, ~, or not owner/name) must be a directory; a Hub id cannot be checked offline."""
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"{what}: expected a model directory or Hub id, got {model!r}")
+    local = model.startswith((".", "/", "~")) or model.count("/") != 1
+    if local and not Path(model).expanduser().is_dir():
+        raise ValueError(f"{what}: {model}: no such directory (and not a Hub id owner/name)")
+
+
 def calibration(model: str) -> dict[str, float]:
     """``{"center": ..., "scale": ...}`` saved beside a verirl-trained reward model ({} if none)."""
     path = Path(model).expanduser() / CALIBRATION_FILE
@@ -46,9 +55,7 @@ class RewardModelVerifier:
         scale: float | None = None,
         revision: str | None = None,
     ):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+        check_model_path(model)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         saved = calibration(model)
@@ -56,21 +63,34 @@ class RewardModelVerifier:
         self.scale = float(scale if scale is not None else saved.get("scale", 1.0))
         if not (math.isfinite(self.center) and math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"center/scale: expected finite numbers and scale > 0, got {self.center}, {self.scale}")
+        self.name, self.revision, self.batch_size, self.max_length = model, revision, batch_size, max_length
+        self._model: Any = None  # loaded on first use: validating a recipe loads no weights
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
-        self.model = AutoModelForSequenceClassification.from_pretrained(model, revision=revision, dtype=dtype)
-        if self.model.config.num_labels != 1:
-            labels = self.model.config.num_labels
-            raise ValueError(f"{model}: expected a reward model with one output (num_labels 1), got {labels}")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.name, revision=self.revision)
+        model = AutoModelForSequenceClassification.from_pretrained(self.name, revision=self.revision, dtype=dtype)
+        if model.config.num_labels != 1:
+            labels = model.config.num_labels
+            raise ValueError(f"{self.name}: expected a reward model with one output (num_labels 1), got {labels}")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model.to(self.device).eval()
-        self.name, self.batch_size, self.max_length = model, batch_size, max_length
+        model.config.pad_token_id = self.tokenizer.pad_token_id
+        self._model = model.to(self.device).eval()
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._load()
+        return self._model
 
     def encode(self, prompt: Any, completion: str) -> list[int]:
         """Token ids of one (prompt, completion) as TRL's RewardTrainer tokenised its pairs."""
+        self.model  # noqa: B018 - loads the tokenizer with the model
         if isinstance(prompt, list):
             messages = [*prompt, {"role": "assistant", "content": completion}]
             ids = self.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
