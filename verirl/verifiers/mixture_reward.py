@@ -338,7 +338,7 @@ def mixture_line(args: Mapping[str, Any]) -> str:
     parts = []
     for item in args.get("members") or []:
         item = {"name": item} if isinstance(item, str) else dict(item)
-        text = str(item.get("name"))
+        text = str(item.get("name")) + (f" as {item['label']}" if item.get("label") else "")
         if item.get("kind") == "constraint":
             text += f" (constraint: >= {item.get('threshold', 0.5):g} else {item.get('floor', 0.0):g})"
         elif item.get("gate", 1.0) != 1.0:
