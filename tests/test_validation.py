@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import typing
 import warnings
 from pathlib import Path
@@ -426,12 +427,33 @@ CONSTRUCTOR_ERRORS = [
 @pytest.mark.parametrize("text,message", CONSTRUCTOR_ERRORS, ids=["date", "bigint", "tag", "deep"])
 def test_what_pyyaml_raises_becomes_one_line(recipe_file, text, message):
     path = recipe_file(text)
-    with pytest.raises((ValueError, RecursionError)):  # plain safe_load: a bare Python exception, no YAMLError
-        yaml.safe_load(text)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # CPython's default; libraries loaded by other tests (torch inductor) may raise it
+    try:
+        with pytest.raises((ValueError, RecursionError)):  # plain safe_load: a bare Python exception, no YAMLError
+            yaml.safe_load(text)
+    finally:
+        sys.setrecursionlimit(limit)
     with pytest.raises(RecipeError) as info:
         read_recipe_file(path)
     assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("recursion_limit", [1000, 20_000])
+def test_deep_nesting_is_an_error_whatever_the_recursion_limit(recipe_file, recursion_limit):
+    from verirl.recipe_yaml import MAX_DEPTH
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit)
+    try:
+        for depth in (MAX_DEPTH + 1, 500):
+            path = recipe_file("a: " + "[" * depth + "]" * depth + "\n")
+            with pytest.raises(RecipeError, match="invalid YAML: nested too deeply"):
+                read_recipe_file(path)
+        assert read_recipe_file(recipe_file("a: " + "[" * 20 + "]" * 20 + "\n"))["a"] is not None
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_yaml_value_tag_reads_as_a_string(recipe_file):

@@ -28,13 +28,16 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from verirl.errors import RecipeError
 from verirl.typecheck import key_text
 
-__all__ = ["MAX_EXPANDED_VALUES", "RecipeLoader", "read_recipe_file"]
+__all__ = ["MAX_DEPTH", "MAX_EXPANDED_VALUES", "RecipeLoader", "read_recipe_file"]
 
 STR_TAG = "tag:yaml.org,2002:str"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 # Aliases share one node, so a "billion laughs" document is small; what it expands to is not (dumps, deep copies,
 # messages). A recipe has a few hundred values at most.
 MAX_EXPANDED_VALUES = 100_000
+# Deeper than any recipe; checked explicitly so the error does not depend on the interpreter's recursion limit
+# (PyYAML recurses once per level; a process that raised the limit would otherwise accept, or overflow the C stack).
+MAX_DEPTH = 100
 
 
 class RecipeLoader(yaml.SafeLoader):
@@ -97,6 +100,8 @@ class _Checker:
 
     def walk(self, node: Node, path: str) -> int:
         ident = id(node)
+        if len(self.open) >= MAX_DEPTH:
+            raise RecipeError(self.file, None, "invalid YAML: nested too deeply")
         if ident in self.open:
             raise RecipeError(self.file, path or None, "a recursive YAML alias (a value that contains itself)")
         if ident in self.sizes:  # an alias: checked where its anchor was
