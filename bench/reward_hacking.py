@@ -6,8 +6,10 @@ pairs of SmolLM2's own answers labelled by ``number_match``). Rows, per seed, bo
 with its ``rewards`` replaced:
 
 * ``rm``: a mixture of the reward model alone (one member: its reward is the model's calibrated probability);
-* ``mixture``: the reward model, the rule ``format`` (the answer is a bare number, as the prompt asks) and the
-  constraint ``short`` (at most 12 characters, else the reward is 0).
+* ``mixture``: the reward model, the rule ``format`` (the answer is a bare number, as the prompt asks; gate 0.5) and
+  the constraint ``short`` (at most 40 characters, else the reward is 0), guide ``mean``;
+* ``mixture-min``: the first design, kept for the record: the same rule at gate 1, a 12-character constraint and
+  guide ``min`` (docs/benchmarks.md: the rule almost never held, so the guide pulled every reward toward 0).
 
 Both also carry ``number_match`` with weight 0: it does not train, but TRL logs it per step (``rewards/number_match/
 mean``: gold accuracy of the policy's own samples), next to the reward model's mean score. Held-out gold accuracy
@@ -36,13 +38,20 @@ VERIRL = str(Path(sys.executable).parent / "verirl")
 
 def rewards(row: str, rm: str) -> list[dict]:
     model = {"name": "reward_model", "args": {"model": rm}, "label": "rm"}
-    members = [model]
-    if row == "mixture":
+    members: list = [model]
+    options: dict = {}
+    if row == "mixture":  # a soft rule and a loose length guard; the guide is the gate-weighted mean
+        members += [
+            {"name": "regex_format", "args": {"pattern": "^\\s*-?\\d+\\s*$"}, "label": "format", "gate": 0.5},
+            {"name": "regex_format", "args": {"pattern": "^.{0,40}$"}, "label": "short", "kind": "constraint"},
+        ]
+        options = {"guide": "mean"}
+    elif row == "mixture-min":  # the first design: guide min, the rule at full gate, a 12-character constraint
         members += [
             {"name": "regex_format", "args": {"pattern": "^\\s*-?\\d+\\s*$"}, "label": "format"},
             {"name": "regex_format", "args": {"pattern": "^.{0,12}$"}, "label": "short", "kind": "constraint"},
         ]
-    return [{"mixture": {"name": row, "members": members}}, {"name": "number_match", "weight": 0.0}]
+    return [{"mixture": {"name": row, "members": members, **options}}, {"name": "number_match", "weight": 0.0}]
 
 
 def run(row: str, seed: int, args: argparse.Namespace) -> dict:
@@ -79,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rm", default="runs/reward-model", help="a trained reward model (trainer: reward_model)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=["rm", "mixture"], choices=["rm", "mixture"])
+    parser.add_argument("--rows", nargs="+", default=["rm", "mixture"], choices=["rm", "mixture", "mixture-min"])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--runs", default="runs/reward-hacking")
     args = parser.parse_args()
