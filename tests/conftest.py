@@ -93,6 +93,24 @@ def tiny_grpo_recipe(model_dir, output_dir, **overrides) -> dict:
     return recipe
 
 
+def one_grpo_step(model_dir, tmp_path, **overrides) -> tuple[dict, dict]:
+    """Train ``tiny_grpo_recipe`` (with ``overrides``) for one step through verirl's worker, in this process:
+    (the run's results, the first metrics.jsonl record)."""
+    import json
+
+    import yaml
+
+    from verirl.worker import train
+
+    recipe = tiny_grpo_recipe(model_dir, tmp_path / "out", **overrides)
+    recipe["args"].update(max_steps=1, save_steps=10)
+    recipe["eval"] = {"enabled": False}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    results = train(str(path))
+    return results, json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[0])
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tmp_path_factory) -> Path:
     """A random tiny SD3 pipeline (glyph layout, 32x64 images), saved with save_pretrained (built once)."""

@@ -277,26 +277,15 @@ def test_abstentions_stay_out_of_trls_group_baseline(tiny_model_dir, tmp_path):
 def test_a_recipe_mixture_trains_and_logs_per_member(tiny_model_dir, tmp_path):
     """Through verirl's worker (recipe -> entry point 'mixture' -> GRPOTrainer): the mixture's metrics reach
     metrics.jsonl under its name (the launch path itself is tests/test_train.py's)."""
-    import json
-
-    import yaml
-
-    from tests.conftest import tiny_grpo_recipe
-    from verirl.worker import train
+    from tests.conftest import one_grpo_step
 
     mixture = {
         "name": "mathmix",
         "members": ["number_match", {"name": "regex_format", "args": {"pattern": "^\\S{0,6}$"}, "label": "short"}],
         "timeout_s": 20,
     }
-    recipe = tiny_grpo_recipe(tiny_model_dir, tmp_path / "out", rewards=[{"mixture": mixture}])
-    recipe["args"].update(max_steps=1, save_steps=10)
-    recipe["eval"] = {"enabled": False}
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    results = train(str(path))
+    results, record = one_grpo_step(tiny_model_dir, tmp_path, rewards=[{"mixture": mixture}])
     assert results["train"]["steps"] == 1
-    (record,) = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[:1]]
     assert "rewards/mathmix/mean" in record
     assert record["mixture/mathmix/number_match/applies"] == 1.0
     assert record["reward_failures/mathmix.short"] == 0.0

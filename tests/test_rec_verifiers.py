@@ -84,24 +84,15 @@ def test_bad_rec_verifier_args_are_one_line():
 
 def test_grpo_on_ml100k_with_the_recommendation_mixture(tiny_model_dir, tmp_path):
     """A real TRL GRPO step through verirl on the ml-100k prompts; the per-member metrics are logged."""
-    import yaml
+    from tests.conftest import one_grpo_step
 
-    from tests.conftest import tiny_grpo_recipe
-    from verirl.worker import train
-
-    recipe = tiny_grpo_recipe(
+    results, record = one_grpo_step(
         tiny_model_dir,
-        tmp_path / "out",
+        tmp_path,
         data={"builtin": "ml-100k", "n_train": 4, "n_eval": 2, "chat": False},
         rewards=[{"mixture": {"name": "rec", "members": MIXTURE}}],
     )
-    recipe["args"].update(max_steps=1, save_steps=10)
-    recipe["eval"] = {"enabled": False}
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    results = train(str(path))
     assert results["train"]["steps"] == 1
-    record = json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[0])
     assert record["mixture/rec/rec_valid/applies"] == 1.0
     assert record["rewards/rec/mean"] == 0.0  # a random model invents titles: all floored by rec_valid
     assert record["mixture/rec/floored"] == 1.0

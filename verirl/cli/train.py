@@ -30,12 +30,10 @@ def plan(recipe: Any, launch_cmd: list[str] | None, num_processes: int) -> str:
         data_line = f"load_dataset({d.path!r}, {d.name!r}, data_files={d.data_files!r}, split={d.split!r})"
     reward_lines = []
     for r in recipe.rewards:
-        if r.name == "mixture":
-            from verirl.verifiers.mixture_reward import mixture_line
-
-            reward_lines.append(f"{r.metric} x{r.weight:g} ({mixture_line(r.args)})")
-            continue
         obj = find_reward(r.name)
+        if callable(getattr(obj, "plan_line", None)):  # a reward that describes itself (e.g. a verifier mixture)
+            reward_lines.append(f"{r.metric} x{r.weight:g} ({obj.plan_line(r.args)})")
+            continue
         origin = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', type(obj).__name__)}"
         extra = f", args {r.args}" if r.args else ""
         reward_lines.append(f"{r.name} x{r.weight:g} ({origin}; timeout {r.timeout_s} s{extra})")

@@ -34,6 +34,12 @@ def _catalogue(window: int) -> Any:
 
 
 @functools.lru_cache(maxsize=4)
+def _item_ids(window: int) -> dict[str, int]:
+    """Catalogue title -> item id (built once: every sample of every call looks its title up)."""
+    return _catalogue(window).by_title()
+
+
+@functools.lru_cache(maxsize=4)
 def _cf_clusters(window: int, n_cf: int, seed: int) -> dict[int, int]:
     from verirl.rec.clusters import build_clusters
 
@@ -49,8 +55,7 @@ class _RecVerifier:
         self.window = window
 
     def item_of(self, completion: Any) -> int | None:
-        ml = _catalogue(self.window)
-        return ml.by_title().get(title_of_completion(str(completion)))
+        return _item_ids(self.window).get(title_of_completion(str(completion)))
 
     @staticmethod
     def target_of(ctx: dict[str, Any]) -> int | None:

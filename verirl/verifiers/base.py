@@ -26,15 +26,24 @@ class Verifier(Protocol):
     def verify(self, prompt: Any, completion: Any, **ctx: Any) -> Verdict: ...
 
 
+TRL_ARGS = frozenset(
+    {"prompts", "completions", "trainer_state", "log_extra", "log_metric", "completion_ids", "environments"}
+)
+
+
+def row_columns(kwargs: dict[str, Any]) -> dict[str, list]:
+    """The dataset columns among a TRL reward call's keyword arguments (one value per sample; TRL's own dropped)."""
+    return {k: v for k, v in kwargs.items() if k not in TRL_ARGS and isinstance(v, list)}
+
+
 def verifier_reward(verifier: Verifier, name: str | None = None) -> Callable[..., list[float | None]]:
     """A TRL reward that scores each sample with ``verifier.verify``; per-sample columns are passed as ``ctx``.
 
     Feedback is logged to TRL's completions table (``log_extra``) when the trainer provides it.
     """
-    trl_args = {"trainer_state", "log_extra", "log_metric", "completion_ids", "environments"}
 
     def reward_fn(prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
-        columns = {k: v for k, v in kwargs.items() if k not in trl_args and isinstance(v, list)}
+        columns = row_columns(kwargs)
         verdicts = [
             verifier.verify(p, completion_text(c), **{k: v[i] for k, v in columns.items()})
             for i, (p, c) in enumerate(zip(prompts, completions, strict=True))

@@ -41,6 +41,7 @@ from verirl.plugins import import_dotted
 from verirl.rewards.base import available_rewards, completion_text
 from verirl.rewards.guard import DEFAULT_TIMEOUT_S, GuardedReward, call_with_timeout
 from verirl.typecheck import build_dataclass, setting
+from verirl.verifiers.base import row_columns
 from verirl.verifiers.mixture import GUIDES, mix
 from verirl.verifiers.registry import (
     REWARD_PREFIX,
@@ -53,7 +54,6 @@ from verirl.verifiers.registry import (
 
 logger = logging.getLogger("verirl.rewards")
 
-TRL_ARGS = frozenset({"prompts", "completions", "trainer_state", "log_extra", "log_metric", "completion_ids"})
 KINDS = ("reward", "constraint")
 
 
@@ -110,7 +110,7 @@ def _verdicts(verifier: Any) -> Callable[..., list]:
     """A batch function ``(prompts, completions, **kwargs) -> [Verdict]`` over one verifier (the guard's ``fn``)."""
 
     def call(prompts: list, completions: list, **kwargs: Any) -> list:
-        columns = {k: v for k, v in kwargs.items() if k not in TRL_ARGS and isinstance(v, list)}
+        columns = row_columns(kwargs)
         texts = [completion_text(c) for c in completions]
         batch = getattr(verifier, "verify_batch", None)
         if callable(batch):
@@ -211,6 +211,11 @@ class MixtureReward:
     def __repr__(self) -> str:
         return f"MixtureReward({self.name!r}, members={[m.label for m in self.members]})"
 
+    @staticmethod
+    def plan_line(args: Mapping[str, Any]) -> str:
+        """What ``verirl train --dry-run`` says of this reward, from its recipe args (nothing is built)."""
+        return mixture_line(args)
+
     # -- the reward ------------------------------------------------------------------------------------------------
 
     def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None, **kwargs):
@@ -258,7 +263,7 @@ class MixtureReward:
         static = [m.spec.gate for m in self.rewards]
         if self.gate_rule is None:
             return [static] * n
-        columns = {k: v for k, v in kwargs.items() if k not in TRL_ARGS and isinstance(v, list)}
+        columns = row_columns(kwargs)
         gates = []
         for j in range(n):
             row = {k: v[j] for k, v in columns.items() if j < len(v)}
