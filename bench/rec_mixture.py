@@ -2,9 +2,11 @@
 
 Both rows start from the same generative recommender (``--sft``: a ``recipes/vrec.yaml`` run with
 ``vrec.thought_steps=0``; ``--make-sft N`` trains one on N windows first) and train ``--steps`` GRPO steps with the
-recipe's settings, per seed. Reported per run, from ``metrics.jsonl``: the share of groups whose rewards were all equal
-(TRL's ``frac_reward_zero_std``: no advantage, no gradient) and the mean reward; with ``--n-eval N``, NDCG@10 / HR@10
-of the trained model on N held-out cases (``verirl rec eval``, constrained beam search).
+recipe's settings, per seed: rollouts inside the catalogue (the recipe's ``constrain: ml-100k``), or free text with
+``--free-text``. Reported per run, from ``metrics.jsonl``: the share of groups whose rewards were all equal (TRL's
+``frac_reward_zero_std``: no advantage, no gradient), the mean reward and the exact-hit rate of the samples; with
+``--n-eval N``, NDCG@10 / HR@10 of the starting and of each trained model on N held-out cases (``verirl rec eval``,
+constrained beam search).
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/rec_mixture.py --make-sft 600 --steps 8 --seeds 0 1 2 [--n-eval 200]
 
@@ -38,15 +40,21 @@ def make_sft(n: int, out: Path) -> None:
 
 def grpo(row: str, seed: int, args: argparse.Namespace) -> dict:
     out = Path(args.runs) / f"{row}-s{seed}"
+    if args.free_text:
+        out = out.with_name(out.name + "-free")
     recipe = yaml.safe_load((ROOT / "recipes" / "rec-grpo.yaml").read_text())
     recipe["model"] = str(args.sft)
     if row == "exact":
         recipe["rewards"] = EXACT
     recipe["eval"] = {"enabled": False}
+    if args.free_text:
+        recipe["constrain"] = None
     recipe["args"].update(max_steps=args.steps, seed=seed, logging_steps=1, save_steps=args.steps)
+    if args.lr is not None:
+        recipe["args"]["learning_rate"] = args.lr
     recipe["output_dir"] = str(out)
     if not (out / "eval_results.json").is_file() or "train" not in json.loads((out / "eval_results.json").read_text()):
-        path = Path(args.runs) / f"{row}-s{seed}.yaml"
+        path = out.with_suffix(".yaml")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(recipe, sort_keys=False))
         subprocess.run([VERIRL, "train", str(path), "--resume" if out.is_dir() else "--overwrite"], check=True)
@@ -55,16 +63,25 @@ def grpo(row: str, seed: int, args: argparse.Namespace) -> dict:
     figures = {
         "zero_std": statistics.fmean(r["frac_reward_zero_std"] for r in steps),
         "reward": statistics.fmean(r["reward"] for r in steps),
+        "hit": statistics.fmean(next(v for k, v in r.items() if k.endswith("/rec_exact/mean")) for r in steps),
         "steps": len(steps),
     }
     if args.n_eval:
+        figures.update(rank(out, args.n_eval))
+    return figures
+
+
+def rank(model: Path, n_eval: int) -> dict[str, float]:
+    """NDCG/HR of ``model`` on ``n_eval`` held-out cases (cached beside it: the eval is the slow part)."""
+    cache = model / f"rec_eval_{n_eval}.txt"
+    if not cache.is_file():
         result = subprocess.run(
-            [VERIRL, "rec", "eval", "--model", str(out), "--n-eval", str(args.n_eval), "--bf16"],
+            [VERIRL, "rec", "eval", "--model", str(model), "--n-eval", str(n_eval), "--bf16"],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
-        line = result.stdout.strip().splitlines()[-1]
-        figures.update({k: float(v) for k, v in (p.split("=") for p in line.split() if "=" in p)})
-    return figures
+        cache.write_text(result.stdout.strip().splitlines()[-1])
+    line = cache.read_text()
+    return {k: float(v) for k, v in (p.split("=") for p in line.split() if "=" in p)}
 
 
 def main() -> None:
@@ -74,11 +91,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--n-eval", type=int, default=0, help="held-out cases for NDCG/HR after training (0: skip)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
+    parser.add_argument("--free-text", action="store_true", help="free-text rollouts (the recipe without constrain)")
     parser.add_argument("--runs", default="runs/rec-mixture")
     args = parser.parse_args()
 
     if args.make_sft:
         make_sft(args.make_sft, Path(args.sft))
+    if args.n_eval:
+        start = rank(Path(args.sft), args.n_eval)
+        print("start: " + " ".join(f"{k}={v:.4g}" for k, v in start.items()), flush=True)
     rows: dict[str, list[dict]] = {"exact": [], "mixture": []}
     for seed in args.seeds:
         for row in rows:
@@ -91,7 +113,7 @@ def main() -> None:
         return f"{statistics.fmean(values):.4f} ± {sd:.4f}"
 
     for row in rows:
-        keys = ["zero_std", "reward"] + (["ndcg@10", "hr@10"] if args.n_eval else [])
+        keys = ["zero_std", "reward", "hit"] + (["ndcg@10", "hr@10"] if args.n_eval else [])
         print(f"{row:8s} " + "  ".join(f"{k} {mean_sd(row, k)}" for k in keys))
     exact = statistics.fmean(f["zero_std"] for f in rows["exact"])
     mixture = statistics.fmean(f["zero_std"] for f in rows["mixture"])

@@ -17,6 +17,7 @@ from verirl.rewards.base import resolve_reward
 from verirl.rewards.guard import GuardedReward
 from verirl.rl.advantages import AdvantageSpec, advantage_line, check_advantage
 from verirl.rl.config import cpu_only, default_of
+from verirl.rl.constrained_rollouts import ConstrainSpec, check_constrain, constrain_line
 from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
 from verirl.rl.trl_bounds import GRPO_BOUNDS
@@ -44,9 +45,11 @@ def build_grpo_trainer(
     peft_config: Any = None,
     generator: Any = None,
     environment_factory: Any = None,
+    constrain_to: list[str] | None = None,
 ) -> Any:
     """TRL's GRPOTrainer (or RESTRAIN's subclass); with ``generator`` (a vLLM backend) its rollouts come from it;
-    with ``environment_factory`` rollouts are multi-turn tool episodes (:mod:`verirl.rl.agent`)."""
+    with ``environment_factory`` rollouts are multi-turn tool episodes (:mod:`verirl.rl.agent`); with
+    ``constrain_to`` every rollout is one of those completions (:mod:`verirl.rl.constrained_rollouts`)."""
     from trl import GRPOTrainer
 
     from verirl.answers import get_extractor
@@ -57,6 +60,10 @@ def build_grpo_trainer(
         from verirl.rl.rollouts import GeneratorRollouts
 
         rollouts = GeneratorRollouts(generator)
+    if constrain_to is not None:
+        from verirl.rl.constrained_rollouts import ConstrainedRollouts
+
+        rollouts = ConstrainedRollouts(constrain_to, tokenizer, config)
     if environment_factory is not None:
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # environment_factory is "experimental" in TRL 1.16
         kwargs["environment_factory"] = environment_factory
@@ -111,9 +118,15 @@ def _build(parts: TrlParts) -> Built:
             seed=parts.config.seed,
         )
     prepared = parts.prepared.state if parts.prepared is not None else None
+    constrain = recipe.section("constrain")
+    constrain_to = None
+    if constrain.enabled:
+        from verirl.rl.constrained_rollouts import load_completions
+
+        constrain_to = load_completions(constrain.completions)
     trainer = build_grpo_trainer(
         recipe, parts.model, parts.tokenizer, parts.train_dataset, parts.config, parts.callbacks, parts.peft_config,
-        generator=engine, environment_factory=prepared["factory"] if prepared else None,
+        generator=engine, environment_factory=prepared["factory"] if prepared else None, constrain_to=constrain_to,
     )  # fmt: skip
 
     def rollout_figures() -> dict[str, Any]:
@@ -121,9 +134,12 @@ def _build(parts: TrlParts) -> Built:
         if prepared:
             answerer = prepared["answerer"]
             figures["answerer"] = {"answers_generated": answerer.calls, "cache_hits": answerer.hits}
+        rollouts = _rollouts_of(trainer)
+        if constrain_to is not None:
+            return {**figures, "rollouts": {"constrained_to": rollouts.allowed,
+                                            "generate_seconds": round(rollouts.seconds["generate"], 1)}}  # fmt: skip
         if engine is None:
             return figures
-        rollouts = _rollouts_of(trainer)
         return {
             **figures,
             "rollouts": {
@@ -200,8 +216,17 @@ SEARCH_REWARDS = ("search_accuracy", "search_reasoning", "search_fidelity")
 
 
 def check_recipe(recipe: Any) -> None:
-    """The search rewards read the environment's episodes; an environment needs conversational prompts."""
+    """The search rewards read the environment's episodes; an environment needs conversational prompts; constrained
+    rollouts are sampled with transformers (backend hf), one turn."""
     environment = recipe.section("environment")
+    if recipe.section("constrain").enabled:
+        if environment.enabled:
+            raise RecipeError(recipe.file, "constrain", "constrained rollouts are single-turn: drop the environment")
+        if recipe.generator.backend != "hf":
+            backend = recipe.generator.backend
+            raise RecipeError(
+                recipe.file, "generator.backend", f"constrained rollouts run on backend hf, not {backend}"
+            )
     if not environment.enabled:
         for i, r in enumerate(recipe.rewards):
             if r.name in SEARCH_REWARDS:
@@ -240,6 +265,14 @@ GRPO = register(
                 check=check_environment,
                 plan=environment_line,
                 example="{name: search, tools: [text_search, image_search], max_turns: 3}",
+            ),
+            Section(
+                "constrain",
+                ConstrainSpec,
+                shorthand="completions",
+                check=check_constrain,
+                plan=constrain_line,
+                example="ml-100k",
             ),
             Section(
                 "advantage",
