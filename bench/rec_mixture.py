@@ -25,8 +25,11 @@ from pathlib import Path
 
 import yaml
 
+from verirl.devices import cpu_has_native_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 VERIRL = str(Path(sys.executable).parent / "verirl")
+BF16 = ["--bf16"] if cpu_has_native_bf16() else []  # emulated bf16 autocast is ~100x slower (verirl/devices.py)
 EXACT = [{"mixture": {"name": "exact", "members": ["rec_exact"]}}]
 
 
@@ -76,7 +79,7 @@ def rank(model: Path, n_eval: int) -> dict[str, float]:
     cache = model / f"rec_eval_{n_eval}.txt"
     if not cache.is_file():
         result = subprocess.run(
-            [VERIRL, "rec", "eval", "--model", str(model), "--n-eval", str(n_eval), "--bf16"],
+            [VERIRL, "rec", "eval", "--model", str(model), "--n-eval", str(n_eval)] + BF16,
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         cache.write_text(result.stdout.strip().splitlines()[-1])

@@ -57,8 +57,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         return 0
     if not args.prompts or not args.model:
         raise VerirlError("select: pass prompts and --model (to generate), or --groups FILE (to score)")
-    import torch
-
+    from verirl.devices import cpu_autocast_bf16
     from verirl.generators.backends import build_generator
     from verirl.generators.spec import GeneratorSpec
     from verirl.models import load_model
@@ -75,7 +74,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         model=model,
         model_dtype="auto",
         seed=args.seed,
-        autocast_bf16=not torch.cuda.is_available(),
+        autocast_bf16=cpu_autocast_bf16(),
     )
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     prompts = [[{"role": "user", "content": p}] for p in args.prompts]

@@ -10,6 +10,8 @@ help), and whatever the class's own ``__post_init__`` raises, as one line naming
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import re
 import typing
 from typing import Any
@@ -101,11 +103,29 @@ def default_of(cls: type, name: str) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
 
 
-def cpu_only() -> dict[str, Any]:
-    """No GPU: TRL configs refuse bf16 otherwise (bf16 autocast works on a CPU)."""
+def cpu_only(values: dict[str, Any]) -> dict[str, Any]:
+    """No GPU: ``use_cpu`` (TRL configs refuse bf16 otherwise; bf16 autocast works on a CPU), and float32 in place of
+    a requested ``bf16`` where this CPU has no native bfloat16 (autocast is emulated there, ~100x slower:
+    :mod:`verirl.devices`). Shown as "set by verirl" in ``--dry-run`` and logged at the start of the run."""
     import torch
 
-    return {} if torch.cuda.is_available() else {"use_cpu": True}
+    from verirl.devices import cpu_has_native_bf16
+
+    if torch.cuda.is_available():
+        return {}
+    derived: dict[str, Any] = {"use_cpu": True}
+    if values.get("bf16") and not cpu_has_native_bf16():
+        derived["bf16"] = False
+        _warn_fp32()
+    return derived
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_fp32() -> None:  # once per process (a recipe is validated more than once)
+    logging.getLogger("verirl").warning(
+        "args.bf16: this CPU has no native bfloat16 (emulated autocast is ~100x slower): float32 instead "
+        "(VERIRL_CPU_BF16=1 forces bf16)"
+    )
 
 
 def build_trainer_config(

@@ -53,7 +53,7 @@ def _dpo_config() -> type:
 
 
 def derive_args(recipe: Any, values: dict[str, Any], num_processes: int, file: str) -> dict[str, Any]:
-    return {} if "use_cpu" in values else cpu_only()
+    return {} if "use_cpu" in values else cpu_only(values)
 
 
 DPO = register(

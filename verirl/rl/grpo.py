@@ -178,7 +178,7 @@ def derive_args(recipe: Any, values: dict[str, Any], num_processes: int, file: s
             raise RecipeError(file, "args.max_tool_calling_iterations", "set environment.max_turns instead")
         derived["max_tool_calling_iterations"] = environment.max_turns
     if "use_cpu" not in values:
-        derived.update(cpu_only())
+        derived.update(cpu_only(values))
     check_batches(_grpo_config(), values, num_processes, file)
     return derived
 

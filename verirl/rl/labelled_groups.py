@@ -27,9 +27,8 @@ def labelled_groups(
         src = Path(groups_from)
         logger.info("reusing groups from %s", src)
         return load_groups(src / "groups_train.jsonl"), load_groups(src / "groups_eval.jsonl")
-    import torch
-
     from verirl.data import load_data
+    from verirl.devices import cpu_autocast_bf16
     from verirl.generators import SamplingParams
     from verirl.generators.backends import build_generator
     from verirl.models import load_model
@@ -60,7 +59,7 @@ def labelled_groups(
         model_dtype=recipe.model.dtype,
         seed=recipe.data.seed,
         batch_size=64,
-        autocast_bf16=not torch.cuda.is_available(),
+        autocast_bf16=cpu_autocast_bf16(),
     )
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=recipe.data.seed)
     groups = {}

@@ -227,7 +227,7 @@ def _reward_config() -> type:
 
 
 def derive_args(recipe: Any, values: dict[str, Any], num_processes: int, file: str) -> dict[str, Any]:
-    return {} if "use_cpu" in values else cpu_only()
+    return {} if "use_cpu" in values else cpu_only(values)
 
 
 def plan(recipe: Any, config: Any, num_processes: int) -> list[tuple[str, str]]:

@@ -87,7 +87,7 @@ def _sft_config() -> type:
 
 
 def derive_args(recipe: Any, values: dict[str, Any], num_processes: int, file: str) -> dict[str, Any]:
-    return {} if "use_cpu" in values else cpu_only()
+    return {} if "use_cpu" in values else cpu_only(values)
 
 
 SFT = register(

@@ -362,7 +362,7 @@ def _training_arguments() -> type:
 
 
 def derive_args(recipe: Any, values: dict[str, Any], num_processes: int, file: str) -> dict[str, Any]:
-    return {} if "use_cpu" in values else cpu_only()
+    return {} if "use_cpu" in values else cpu_only(values)
 
 
 VREC = register(
