@@ -208,7 +208,7 @@ def _sections(data: dict[str, Any], trainer: Trainer, file: str) -> dict[str, An
         if value is None and section.required:
             example = f" (e.g. {section.example})" if section.example else ""
             raise RecipeError(file, section.key, f"required for trainer {trainer.name}{example}")
-        if isinstance(value, str | int | float | bool) and section.shorthand:
+        if isinstance(value, str | int | float | bool | list) and section.shorthand:
             value = {section.shorthand: value}
         given = value if isinstance(value, dict) else {}
         spec = build_dataclass(section.spec, value if value is not None else {}, file, f"{section.key}.")

@@ -8,6 +8,7 @@ from typing import Any
 
 from verirl.errors import VerirlError
 from verirl.rl.config import cpu_only
+from verirl.rl.recipe_callbacks import callbacks_section
 from verirl.rl.registry import register
 from verirl.rl.trainer import Trainer
 from verirl.rl.trl_bounds import DPO_BOUNDS
@@ -67,5 +68,6 @@ DPO = register(
         backends=("hf", "auto"),
         rewards="forbidden",
         rewards_hint="dpo trains on prompt/chosen/rejected columns and takes no rewards",
+        sections=(callbacks_section("dpo"),),
     )
 )

@@ -18,6 +18,7 @@ from verirl.rewards.guard import GuardedReward
 from verirl.rl.advantages import AdvantageSpec, advantage_line, check_advantage
 from verirl.rl.config import cpu_only, default_of
 from verirl.rl.constrained_rollouts import ConstrainSpec, check_constrain, constrain_line
+from verirl.rl.recipe_callbacks import callbacks_section
 from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
 from verirl.rl.trl_bounds import GRPO_BOUNDS
@@ -274,6 +275,7 @@ GRPO = register(
                 plan=constrain_line,
                 example="ml-100k",
             ),
+            callbacks_section("grpo", loss_is_signal=False),
             Section(
                 "advantage",
                 AdvantageSpec,

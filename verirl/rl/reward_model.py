@@ -30,6 +30,7 @@ from verirl import outputs
 from verirl.cards import CardInfo
 from verirl.errors import RecipeError, VerirlError
 from verirl.rl.config import cpu_only
+from verirl.rl.recipe_callbacks import callbacks_section
 from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
 from verirl.rl.trl_bounds import TRAINING_ARGUMENTS_BOUNDS
@@ -160,6 +161,7 @@ def run(ctx: Any) -> dict[str, Any]:
 
     from verirl.models import load_tokenizer, lora_config, resolve_model, torch_dtype
     from verirl.rl.callbacks import MetricsJSONLCallback, ReleaseMemoryCallback
+    from verirl.rl.recipe_callbacks import build_callbacks
     from verirl.verifiers.reward_model import CALIBRATION_FILE, RewardModelVerifier
 
     recipe, spec = ctx.recipe, ctx.recipe.section("reward_model")
@@ -192,7 +194,11 @@ def run(ctx: Any) -> dict[str, Any]:
         args=config,
         train_dataset=Dataset.from_list(train_pairs),
         processing_class=tokenizer,
-        callbacks=[MetricsJSONLCallback(ctx.out / "metrics.jsonl"), ReleaseMemoryCallback()],
+        callbacks=[
+            *build_callbacks(recipe.section("callbacks")),
+            MetricsJSONLCallback(ctx.out / "metrics.jsonl"),
+            ReleaseMemoryCallback(),
+        ],  # fmt: skip
         peft_config=peft,
     )
     checkpoint = ctx.last_checkpoint()
@@ -249,7 +255,10 @@ REWARD_MODEL = register(
         config=_reward_config,
         arg_bounds={**TRAINING_ARGUMENTS_BOUNDS, "max_length": {"ge": 1}, "center_rewards_coefficient": {"ge": 0}},
         derive_args=derive_args,
-        sections=(Section("reward_model", RewardModelSpec, check=check_spec, example="{k: 8, pairs: all}"),),
+        sections=(
+            Section("reward_model", RewardModelSpec, check=check_spec, example="{k: 8, pairs: all}"),
+            callbacks_section("reward_model"),
+        ),
         backends=("hf", "vllm", "vllm-server", "auto"),
         rewards="optional",
         rewards_hint="the first reward labels sampled completions (none: the data has chosen/rejected columns)",

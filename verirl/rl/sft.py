@@ -18,6 +18,7 @@ from typing import Any
 from verirl.cards import CardInfo
 from verirl.errors import VerirlError
 from verirl.rl.config import cpu_only
+from verirl.rl.recipe_callbacks import callbacks_section
 from verirl.rl.registry import register
 from verirl.rl.trainer import Trainer
 from verirl.rl.trl_bounds import TRL_BOUNDS
@@ -102,6 +103,7 @@ SFT = register(
         rewards="forbidden",
         rewards_hint="sft imitates its data and takes no rewards",
         evaluates=False,
+        sections=(callbacks_section("sft"),),
         card=CardInfo(method="SFT on TRL", reinforcement=False),
     )
 )

@@ -66,6 +66,7 @@ def run_trl(
     from verirl.generators.hf import HFGenerator
     from verirl.models import load_model, lora_config
     from verirl.rl.callbacks import MetricsJSONLCallback, ReleaseMemoryCallback
+    from verirl.rl.recipe_callbacks import build_callbacks
 
     recipe = ctx.recipe
     state = PartialState()
@@ -104,6 +105,8 @@ def run_trl(
     state.wait_for_everyone()
 
     parts = TrlParts(ctx, config, model, tokenizer, source, train_ds, peft_config, prepared=prepared)
+    if recipe.declaration.section("callbacks") is not None:  # before the metrics callback: it logs what they add
+        parts.callbacks.extend(build_callbacks(recipe.section("callbacks")))
     parts.callbacks.extend([MetricsJSONLCallback(ctx.out / "metrics.jsonl"), ReleaseMemoryCallback()])
     built = build(parts)
     try:
