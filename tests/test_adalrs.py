@@ -131,7 +131,8 @@ def test_a_scheduler_that_cannot_be_rescaled_turns_it_off(caplog):
         ({"trainer": "dpo"}, ["adalrz"], "callbacks.0.name", "expected one of: adalrs, or module:Class"),
         ({"trainer": "dpo"}, ["json:dumps"], "callbacks.0.name", "not a transformers TrainerCallback class"),
         ({"trainer": "dpo"}, ["no_such_module:X"], "callbacks.0.name", "cannot import"),
-        ({"trainer": "dpo"}, [{"name": "transformers:EarlyStoppingCallback", "nope": 1}], "callbacks.0", "options do not fit"),
+        ({"trainer": "dpo"}, [{"name": "transformers:EarlyStoppingCallback", "nope": 1}], "callbacks.0",
+         "options do not fit"),
         ({"trainer": "dpo"}, [3], "callbacks.0", "expected a callback name"),
     ],
 )  # fmt: skip
