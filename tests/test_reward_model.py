@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from verirl.errors import VerirlError
-from verirl.rl.reward_model import group_pairs
+from verirl.rl.preference_pairs import group_pairs
 from verirl.verifiers.groups import Group
 from verirl.worker import train
 

@@ -36,7 +36,7 @@ def _toy(tmp_path, **changes):
 
 
 def test_builtin_trainers_are_declarations():
-    assert trainer_names()[:4] == ["grpo", "dpo", "evaluator", "flow_grpo"]
+    assert trainer_names()[:5] == ["grpo", "dpo", "online_dpo", "evaluator", "flow_grpo"]
     for name in trainer_names():
         assert get_trainer(name).name == name
 

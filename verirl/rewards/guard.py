@@ -213,3 +213,11 @@ class GuardedReward:
     def stats(self) -> dict[str, Any]:
         """Counts for the end-of-run summary."""
         return {"calls": self.calls, "samples": self.samples, "failed": self.failed, **dict(self.failures)}
+
+
+def guarded_rewards(specs: Sequence[Any]) -> list[GuardedReward]:
+    """A recipe's rewards (:class:`~verirl.rewards.spec.RewardSpec`), each behind the failure guard, named as in the
+    recipe (TRL logs rewards/<name>/mean)."""
+    from verirl.rewards.base import resolve_reward
+
+    return [GuardedReward(resolve_reward(r.name, r.args), r.metric, r.timeout_s, r.retry_per_sample) for r in specs]

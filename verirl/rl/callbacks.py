@@ -77,11 +77,14 @@ class MetricsJSONLCallback(TrainerCallback):
     """Append every ``on_log`` dict (loss, rewards/<name>/mean, reward_failures/<name>, ...) to ``metrics.jsonl``,
     with the process's resident memory (``memory/rss_gib``: a leak shows as a rising line)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, extra: dict[str, Any] | None = None):
         self.path = Path(path)
+        self.extra = extra or {}  # added to every record (e.g. the round of an online DPO run)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
             return
         memory = rss_gib()
-        append_metrics(self.path, state.global_step, {**logs, **({"memory/rss_gib": memory} if memory else {})})
+        append_metrics(
+            self.path, state.global_step, {**self.extra, **logs, **({"memory/rss_gib": memory} if memory else {})}
+        )

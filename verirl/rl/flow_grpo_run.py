@@ -134,8 +134,8 @@ def run(ctx: Any) -> dict[str, Any]:
     from verirl.data import load_data
     from verirl.generators.diffusion import load_pipeline
     from verirl.models import torch_dtype
+    from verirl.rewards.guard import guarded_rewards
     from verirl.rl.flow_grpo import FlowGRPOTrainer, make_accelerator
-    from verirl.rl.grpo import guarded_rewards
 
     recipe, out = ctx.recipe, ctx.out
     config = ctx.config()
@@ -147,7 +147,7 @@ def run(ctx: Any) -> dict[str, Any]:
     train_ds, eval_ds = load_data(recipe.data)
     train_columns = {c: list(train_ds[c]) for c in train_ds.column_names if c != "prompt"}
     train_prompts = [prompt_text(p) for p in train_ds["prompt"]]
-    rewards = guarded_rewards(recipe)
+    rewards = guarded_rewards(recipe.rewards)
     trainer = FlowGRPOTrainer(
         pipe, config, rewards, [r.weight for r in recipe.rewards], recipe.model.lora, accelerator
     )

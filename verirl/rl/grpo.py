@@ -13,8 +13,7 @@ import os
 from typing import Any
 
 from verirl.errors import RecipeError
-from verirl.rewards.base import resolve_reward
-from verirl.rewards.guard import GuardedReward
+from verirl.rewards.guard import guarded_rewards
 from verirl.rl.advantages import AdvantageSpec, advantage_line, check_advantage
 from verirl.rl.config import cpu_only, default_of
 from verirl.rl.constrained_rollouts import ConstrainSpec, check_constrain, constrain_line
@@ -26,14 +25,6 @@ from verirl.rl.trl_run import Built, TrlParts, run_trl
 from verirl.search.spec import EnvironmentSpec, check_environment, environment_line
 
 logger = logging.getLogger("verirl")
-
-
-def guarded_rewards(recipe: Any) -> list[GuardedReward]:
-    """The recipe's rewards, each behind the failure guard, named as in the recipe (TRL logs rewards/<name>/mean)."""
-    return [
-        GuardedReward(resolve_reward(r.name, r.args), r.metric, r.timeout_s, r.retry_per_sample)
-        for r in recipe.rewards
-    ]
 
 
 def build_grpo_trainer(
@@ -87,7 +78,7 @@ def build_grpo_trainer(
         trainer_class = type(f"EngineTurns{trainer_class.__name__}", (EngineTurns, trainer_class), {})
     trainer = trainer_class(
         model=model,
-        reward_funcs=guarded_rewards(recipe),
+        reward_funcs=guarded_rewards(recipe.rewards),
         args=config,
         train_dataset=train_dataset,
         processing_class=tokenizer,

@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "verirl.trainers"
 BUILTIN_MODULES = (
     "verirl.rl.grpo",
     "verirl.rl.dpo",
+    "verirl.rl.online_dpo",
     "verirl.rl.evaluator",
     "verirl.rl.flow_grpo_run",
     "verirl.rl.sft",

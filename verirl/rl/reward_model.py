@@ -17,7 +17,6 @@ the oracle, in the labelling reward).
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import statistics
@@ -30,6 +29,7 @@ from verirl import outputs
 from verirl.cards import CardInfo
 from verirl.errors import RecipeError, VerirlError
 from verirl.rl.config import cpu_only
+from verirl.rl.preference_pairs import PAIR_MODES, group_pairs, preference_row
 from verirl.rl.recipe_callbacks import callbacks_section
 from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
@@ -37,8 +37,6 @@ from verirl.rl.trl_bounds import TRAINING_ARGUMENTS_BOUNDS
 from verirl.typecheck import setting
 
 logger = logging.getLogger("verirl")
-
-PAIR_MODES = ("all", "best_worst")
 
 
 @dataclass
@@ -61,31 +59,6 @@ def check_spec(spec: RewardModelSpec, given: Mapping[str, Any], file: str) -> Re
     if spec.groups_from is not None and not Path(spec.groups_from).is_dir():
         raise RecipeError(file, "reward_model.groups_from", f"not a directory: {spec.groups_from}")
     return spec
-
-
-def group_pairs(groups: list[Any], mode: str, min_gap: float) -> list[dict[str, Any]]:
-    """Preference pairs (prompt, chosen, rejected) from labelled groups; chat prompts give chat completions."""
-    rows = []
-    for g in groups:
-        ranked = sorted(zip(g.rewards, g.candidates, strict=True), key=lambda rc: -rc[0])
-        if mode == "best_worst":
-            candidates = [(ranked[0], ranked[-1])] if ranked else []
-        else:
-            candidates = list(itertools.combinations(ranked, 2))
-        for (r_hi, hi), (r_lo, lo) in candidates:
-            if r_hi - r_lo > min_gap and hi != lo:
-                rows.append(preference_row(g.context, hi, lo))
-    return rows
-
-
-def preference_row(prompt: Any, chosen: str, rejected: str) -> dict[str, Any]:
-    if isinstance(prompt, list):
-        return {
-            "prompt": prompt,
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-        }
-    return {"prompt": str(prompt), "chosen": chosen, "rejected": rejected}
 
 
 def _text(value: Any) -> str:
