@@ -46,6 +46,7 @@ RECIPES = [
     "flash-evaluator.yaml",
     "search-agent.yaml",
     "search-agent-sft.yaml",
+    "online-dpo.yaml",
 ]
 # (glyph-flowgrpo needs a pipeline)
 # No shipped recipe trains DPO: this one (its data file is written beside it) covers trainer dpo and DPOConfig's args.
@@ -68,16 +69,18 @@ SPEC_CLASSES = {
     "rewards.*": "verirl.rewards.spec:RewardSpec",
     "generator": "verirl.generators.spec:GeneratorSpec",
     "advantage": "verirl.rl.advantages:AdvantageSpec",
+    "online_dpo": "verirl.rl.online_dpo:OnlineDPOSpec",
     "eval": "verirl.evaluation:EvalSpec",
     "hub": "verirl.hub:HubSpec",
     "evaluator": "verirl.rl.evaluator:EvaluatorSpec",  # .model, .train: its nested dataclass fields
     "environment": "verirl.search.spec:EnvironmentSpec",
     "vrec": "verirl.rl.vrec:VRecSpec",
+    "constrain": "verirl.rl.constrained_rollouts:ConstrainSpec",
 }
 # trainer -> "module:Class" of its ``args`` (ranges: trl_bounds.bounds_for(cls) on top of the field metadata)
-ARGS_CLASSES = {"grpo": "trl:GRPOConfig", "dpo": "trl:DPOConfig"}
+ARGS_CLASSES = {"grpo": "trl:GRPOConfig", "dpo": "trl:DPOConfig", "online_dpo": "trl:DPOConfig"}
 TOP_LEVEL = {"trainer", "model", "data", "rewards", "generator", "advantage", "evaluator", "args", "eval", "hub"}
-TOP_LEVEL |= {"environment", "vrec"}
+TOP_LEVEL |= {"environment", "vrec", "online_dpo", "constrain", "callbacks"}
 TOP_LEVEL |= {"output_dir"}
 _BOUND_KEYS = ("ge", "gt", "le", "lt", "sentinels", "choices")
 
