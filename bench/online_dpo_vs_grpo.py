@@ -1,0 +1,88 @@
+"""Online DPO vs GRPO on the quickstart task at the same number of sampled completions (issue 19).
+
+Per seed: ``recipes/quickstart.yaml`` (GRPO, 60 steps × 16 completions = 960) and ``recipes/online-dpo.yaml`` (4
+rounds × 30 prompts × 8 = 960), both from SmolLM2-135M-Instruct with the same held-out problems; ``--scale F``
+multiplies both budgets (steps and rounds) for a quicker look. Reported per run: held-out accuracy before and after,
+wall time of training, and seconds per sampled completion; then per row mean ± sd over seeds and
+
+    gain_ratio=X   (online DPO's accuracy gain over GRPO's; target >= 0.9)
+    time_per_sample_ratio=Y   (online DPO's training seconds per sample over GRPO's; target <= 1)
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/online_dpo_vs_grpo.py [--seeds 0 1 2] [--scale 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VERIRL = str(Path(sys.executable).parent / "verirl")
+
+
+def run(row: str, seed: int, args: argparse.Namespace) -> dict:
+    out = Path(args.runs) / f"{row}-s{seed}"
+    results = out / "eval_results.json"
+    if not (results.is_file() and "after" in json.loads(results.read_text())):
+        name = "quickstart.yaml" if row == "grpo" else "online-dpo.yaml"
+        recipe = yaml.safe_load((ROOT / "recipes" / name).read_text())
+        if row == "grpo":
+            recipe["args"].update(seed=seed, max_steps=max(1, round(60 * args.scale)), save_steps=10_000)
+        else:
+            recipe["args"]["seed"] = seed
+            recipe["online_dpo"]["rounds"] = max(1, round(4 * args.scale))
+            recipe["online_dpo"]["eval_every_round"] = False
+        recipe["output_dir"] = str(out)
+        path = out.with_suffix(".yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        subprocess.run([VERIRL, "train", str(path), "--overwrite"], check=True, cwd=ROOT)
+    data = json.loads(results.read_text())
+    if row == "grpo":
+        samples = data["train"]["steps"] * 16
+    else:
+        samples = data["train"]["samples"]
+    return {
+        "before": 100 * data["before"]["accuracy"],
+        "after": 100 * data["after"]["accuracy"],
+        "seconds": data["train"]["seconds"],
+        "samples": samples,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply both sample budgets")
+    parser.add_argument("--runs", default="runs/online-dpo-vs-grpo")
+    args = parser.parse_args()
+    rows: dict[str, list[dict]] = {"grpo": [], "online_dpo": []}
+    for seed in args.seeds:
+        for row in rows:
+            figures = run(row, seed, args)
+            rows[row].append(figures)
+            print(f"{row} seed {seed}: held-out {figures['before']:.1f}% -> {figures['after']:.1f}%, "
+                  f"{figures['samples']} samples, {figures['seconds']:.0f} s", flush=True)  # fmt: skip
+
+    def mean_sd(values: list[float]) -> str:
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.fmean(values):.1f} ± {sd:.1f}"
+
+    gains, per_sample = {}, {}
+    for row, runs in rows.items():
+        gains[row] = statistics.fmean(r["after"] - r["before"] for r in runs)
+        per_sample[row] = statistics.fmean(r["seconds"] / r["samples"] for r in runs)
+        print(f"{row:10s} after {mean_sd([r['after'] for r in runs])} %  gain {gains[row]:+.1f} points  "
+              f"{per_sample[row]:.2f} s/sample")  # fmt: skip
+    print(f"gain_ratio={gains['online_dpo'] / gains['grpo'] if gains['grpo'] else float('nan'):.2f} "
+          f"time_per_sample_ratio={per_sample['online_dpo'] / per_sample['grpo']:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
