@@ -147,3 +147,22 @@ def test_rounds_sample_on_vllm_with_the_policy_synced_each_round(tmp_path, write
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert [r["samples"] for r in rounds] == [16, 16] and all(r["pairs"] > 0 for r in rounds)
     assert results["train"]["rounds"] == 2
+
+
+def test_pairs_ranked_jointly_by_a_flash_evaluator(tiny_model_dir, tmp_path, write_recipe):
+    """The FlashEvaluator as the ranker (a verifier in a mixture): it scores each prompt's K samples together, so the
+    chosen completion of every pair is its group's best, scored exactly 1 (docs/online_dpo.md)."""
+    from tests.test_flash_evaluator import SMALL
+    from verirl.verifiers.flash_evaluator import FlashEvaluator, FlashEvaluatorConfig
+    from verirl.worker import train
+
+    torch.manual_seed(0)
+    FlashEvaluator(FlashEvaluatorConfig(**SMALL)).save_pretrained(tmp_path / "evaluator")
+    out = tmp_path / "odpo"
+    recipe = recipe_for(tiny_model_dir, out, rounds=1, eval_every_round=False)
+    members = [{"name": "flash_evaluator", "args": {"model": str(tmp_path / "evaluator")}}]
+    recipe["rewards"] = [{"mixture": {"name": "flash", "members": members}}]
+    train(str(write_recipe(recipe)))
+    (round_1,) = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert round_1["pairs"] == 4 and round_1["chosen_reward"] == pytest.approx(1.0)
+    assert round_1["rejected_reward"] < 1.0
