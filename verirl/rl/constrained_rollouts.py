@@ -107,7 +107,7 @@ class ConstrainedRollouts:
         )
         check_depth(self.generator.trie.depth, config.max_completion_length)
         self.allowed = len(self.generator.trie.text_of)
-        self.seconds = {"sync": 0.0, "generate": 0.0}
+        self.seconds = {"generate": 0.0}
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list]:
         import time

@@ -29,7 +29,6 @@ import logging
 import shutil
 import statistics
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,10 +68,6 @@ class OnlineDPOSpec:
     eval_every_round: bool = setting(True, help="held-out accuracy after every round (else after the last only)")
 
 
-def check_spec(spec: OnlineDPOSpec, given: Mapping[str, Any], file: str) -> OnlineDPOSpec:
-    return spec
-
-
 def check_recipe(recipe: Any) -> None:
     spec = recipe.section("online_dpo")
     if spec.reference == "previous" and recipe.model.lora is not None:
@@ -103,14 +98,16 @@ def round_rows(dataset: Any, round_index: int, n: int) -> Any:
     return dataset.select([(round_index * n + i) % size for i in range(min(n, size))])
 
 
-def round_figures(groups: list[Any], pair_rewards: list[tuple[float, float]], k: int) -> dict[str, Any]:
+def round_figures(
+    groups: list[Any], pair_rewards: list[tuple[float, float]], k: int, without_pair: int
+) -> dict[str, Any]:
     scored = [s for g in groups for s in g.rewards]
     return {
         "prompts": len(groups),
         "samples": len(groups) * k,
         "samples_scored": len(scored),
         "pairs": len(pair_rewards),
-        "groups_without_pair": sum(1 for g in groups if len(set(g.rewards)) < 2),
+        "groups_without_pair": without_pair,
         "reward_mean": statistics.fmean(scored) if scored else None,
         "chosen_reward": statistics.fmean(c for c, _ in pair_rewards) if pair_rewards else None,
         "rejected_reward": statistics.fmean(r for _, r in pair_rewards) if pair_rewards else None,
@@ -207,8 +204,10 @@ def run(ctx: Any) -> dict[str, Any]:
                 generator, rows, spec.k, scorer, dataclasses.replace(sampling, seed=config.seed + index)
             )
             pair_rewards: list[tuple[float, float]] = []
-            pairs = group_pairs(groups, spec.pairs, spec.min_gap, pair_rewards)
-            figures = {"round": index + 1, **round_figures(groups, pair_rewards, spec.k)}
+            per_group = [group_pairs([g], spec.pairs, spec.min_gap, pair_rewards) for g in groups]
+            pairs = [pair for found in per_group for pair in found]
+            without_pair = sum(1 for found in per_group if not found)  # all alike, within min_gap, or unscored
+            figures = {"round": index + 1, **round_figures(groups, pair_rewards, spec.k, without_pair)}
             figures["sample_seconds"] = round(time.time() - round_start, 1)
             if pairs:
                 round_dir = ctx.out / f"round-{index + 1}"
@@ -310,7 +309,7 @@ ONLINE_DPO = register(
         arg_bounds=DPO_BOUNDS,
         derive_args=derive_args,
         sections=(
-            Section("online_dpo", OnlineDPOSpec, check=check_spec, example="{rounds: 4, k: 4, prompts_per_round: 32}"),
+            Section("online_dpo", OnlineDPOSpec, example="{rounds: 4, k: 4, prompts_per_round: 32}"),
             callbacks_section("online_dpo"),
         ),
         backends=("hf", "vllm", "vllm-server", "auto"),
