@@ -62,7 +62,8 @@ def test_plain_ocr_flags_misreads_and_lost_characters_only_in_scope_all():
 def test_edited_glyphs_differ_visibly_and_deletions_only_remove_ink():
     from PIL import Image, ImageDraw, ImageFont
 
-    from verirl.rewards.textpecker.synth import MIN_CHANGE, edit_glyph, font_paths
+    from verirl.rewards.textpecker.damage import MIN_CHANGE, edit_glyph, visible_change
+    from verirl.rewards.textpecker.synth import font_paths
 
     font = ImageFont.truetype(str(font_paths(("DejaVuSans.ttf",))[0]), 40)
 
@@ -77,7 +78,7 @@ def test_edited_glyphs_differ_visibly_and_deletions_only_remove_ink():
         out, applied = edit_glyph(clean, donor, random.Random(seed))
         seen |= set(applied)
         assert applied
-        assert (out ^ clean).sum() >= MIN_CHANGE * clean.sum()
+        assert visible_change(out, clean) >= MIN_CHANGE * clean.sum()
         if not {"add", "swap"} & set(applied):
             assert not (out & ~clean).any()  # delete / erase never add ink
     assert seen == {"delete", "add", "swap", "erase"}
@@ -113,10 +114,100 @@ def test_chinese_lines_use_cjk_fonts_and_label_edits():
         assert all("\u4e00" <= ch <= "\u9fff" for line in lines for ch in line.text)
         for line in lines:
             assert [bool(e) for e in line.edits] == [bool(lab) for lab in line.labels]
-            ink = (np.asarray(line.image.convert("L")) < 128).mean()
-            assert ink > 0.02  # glyphs were drawn (a font without CJK glyphs would draw nothing or boxes)
+            grey = np.asarray(line.image.convert("L")).astype(float)
+            ink = (np.abs(grey - np.median(grey)) > 40).mean()  # any ink colour on any ground
+            assert ink > 0.01  # glyphs were drawn (a font without CJK glyphs would draw nothing or boxes)
     with pytest.raises(ValueError, match="script"):
         synthesize(1, 0, script="xx")
+
+
+def _glyph(ch, size=40, font="DejaVuSans.ttf"):
+    from PIL import Image, ImageDraw, ImageFont
+
+    from verirl.rewards.textpecker.synth import font_paths
+
+    canvas = Image.new("L", (3 * size, 3 * size), 0)
+    ImageDraw.Draw(canvas).text((size, size), ch, fill=255, font=ImageFont.truetype(str(font_paths((font,))[0]), size))
+    return np.asarray(canvas) > 127
+
+
+@pytest.mark.parametrize("kind", ["missing", "spurious", "distort", "misalign", "mirror", "strokes"])
+def test_every_mask_damage_is_a_visible_change(kind):
+    from verirl.rewards.textpecker.damage import MIN_CHANGE, damage_mask, visible_change
+
+    clean, donor = _glyph("R"), _glyph("K")
+    variants = set()
+    for seed in range(20):
+        out, applied = damage_mask(kind, "R", clean, donor, random.Random(seed))
+        assert applied and visible_change(out, clean) >= MIN_CHANGE * clean.sum()
+        variants |= {a.split(":")[-1] for a in applied}
+        again, _ = damage_mask(kind, "R", clean, donor, random.Random(seed))
+        assert np.array_equal(out, again)  # seeded
+        if kind == "missing":
+            assert not (out & ~clean).any()  # erasures only remove ink
+        if kind == "spurious":
+            assert not (clean & ~out).any()  # a stray stroke only adds ink
+    expected = {
+        "missing": {"band", "blob", "fragments"},
+        "spurious": {"line", "arc"},
+        "distort": {"shear", "wave", "elastic"},
+        "misalign": {"shift", "rotate", "scale"},
+        "strokes": {"delete", "add", "swap", "erase"},
+    }
+    assert expected.get(kind, set()) <= variants
+
+
+def test_mirror_skips_mirror_pairs_and_symmetric_glyphs():
+    from verirl.rewards.textpecker.damage import damage_mask
+
+    for ch in ("b", "O"):  # b mirrors into d; O into itself: both are erased instead
+        out, applied = damage_mask("mirror", ch, _glyph(ch), _glyph("K"), random.Random(0))
+        assert applied[0].startswith("missing:") and not (out & ~_glyph(ch)).any()
+    out, applied = damage_mask("mirror", "R", _glyph("R"), _glyph("K"), random.Random(0))
+    assert applied == ["mirror:flip"]
+
+
+def test_blur_touches_only_the_glyph_box():
+    from verirl.rewards.textpecker.damage import blur_region
+
+    pixels = np.full((60, 200, 3), 230.0, dtype=np.float32)
+    pixels[20:40, 20:30] = 20.0  # a glyph-like bar
+    pixels[20:40, 150:160] = 20.0  # another far away
+    before = pixels.copy()
+    blur_region(pixels, (20, 40, 20, 30), 24, random.Random(1))
+    assert not np.array_equal(pixels[15:45, 15:35], before[15:45, 15:35])
+    assert np.array_equal(pixels[:, 100:], before[:, 100:])
+
+
+def test_synth_damage_kinds_label_as_named():
+    from verirl.rewards.textpecker.damage import DAMAGE_TYPES
+    from verirl.rewards.textpecker.synth import synthesize
+
+    for kind in DAMAGE_TYPES:
+        lines = synthesize(8, seed=11, p_edit=0.5, damage=(kind,))
+        names = {a.split(":")[0] for line in lines for e in line.edits for a in e}
+        assert kind in names
+        assert names <= {kind, "missing"}  # a glyph that cannot take the kind is erased instead
+    for line in synthesize(10, seed=12, p_edit=0.5, damage=("fuse",)):
+        for i, edits in enumerate(line.edits):  # a fused glyph and the neighbour it overlaps are both labelled
+            if "fuse:overlap" in edits:
+                assert line.labels[i] == line.labels[i - 1] == 1 and "fuse:neighbour" in line.edits[i - 1]
+    with pytest.raises(ValueError, match="damage"):
+        synthesize(1, 0, damage=("melt",))
+
+
+def test_training_and_heldout_fonts_are_installed_and_disjoint():
+    from verirl.rewards.textpecker.synth import (
+        HELDOUT_FONTS,
+        TRAIN_FONTS,
+        ZH_HELDOUT_FONTS,
+        ZH_TRAIN_FONTS,
+        font_paths,
+    )
+
+    assert not set(TRAIN_FONTS) & set(HELDOUT_FONTS) and not set(ZH_TRAIN_FONTS) & set(ZH_HELDOUT_FONTS)
+    for names in (TRAIN_FONTS, HELDOUT_FONTS, ZH_TRAIN_FONTS, ZH_HELDOUT_FONTS):
+        assert [p.name for p in font_paths(names)] == list(names)  # every face ships with the ocr extra
 
 
 def test_synth_cli_writes_images_and_labels(tmp_path):
@@ -128,6 +219,10 @@ def test_synth_cli_writes_images_and_labels(tmp_path):
     assert len(rows) == 5 and all((out / r["image"]).is_file() for r in rows)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # never overwrites a dataset
     assert again.returncode == 2 and "already holds" in again.stderr and "Traceback" not in again.stderr
+    bad = subprocess.run(
+        cmd[:-4] + ["--out", str(tmp_path / "x"), "--damage", "blur,melt"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "--damage" in bad.stderr and "Traceback" not in bad.stderr
 
 
 # ------------------------------------------------------------------------------------------ learned detector

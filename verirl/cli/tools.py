@@ -149,6 +149,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_textpecker(args: argparse.Namespace) -> int:
     if args.textpecker_command == "synth":
+        from verirl.rewards.textpecker.damage import DAMAGE_TYPES
         from verirl.rewards.textpecker.synth import SCRIPTS, synthesize, write_dataset
 
         if args.n < 1:
@@ -159,8 +160,12 @@ def cmd_textpecker(args: argparse.Namespace) -> int:
         if (out / "labels.jsonl").exists():
             raise VerirlError(f"--out {out}: already holds a dataset (labels.jsonl); choose another directory")
         fonts = SCRIPTS[args.script][1 if args.heldout_fonts else 0]
+        damage = tuple(k.strip() for k in args.damage.split(",") if k.strip()) if args.damage else DAMAGE_TYPES
+        unknown = [k for k in damage if k not in DAMAGE_TYPES]
+        if unknown or not damage:
+            raise VerirlError(f"--damage: expected kinds among {', '.join(DAMAGE_TYPES)}, got {args.damage!r}")
         try:
-            labels = write_dataset(synthesize(args.n, args.seed, fonts, args.p_edit, args.script), out)
+            labels = write_dataset(synthesize(args.n, args.seed, fonts, args.p_edit, args.script, damage), out)
         except FileNotFoundError as exc:
             raise VerirlError(str(exc)) from exc
         print(f"[verirl] wrote {args.n} line images and {labels}")
@@ -171,12 +176,22 @@ def cmd_textpecker(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if (out / "detector.safetensors").exists():
             raise VerirlError(f"--out {out}: already holds detector.safetensors; choose another directory")
-        results = run(out, args.n_train, args.n_heldout, args.epochs, args.seed, log=lambda m: print(f"[verirl] {m}"))
+        if min(args.n_train, args.n_heldout, args.n_per_damage, args.epochs) < 1:
+            raise VerirlError("--n-train, --n-heldout, --n-per-damage, --epochs: expected positive numbers")
+        results = run(
+            out, args.n_train, args.n_heldout, args.n_per_damage, args.epochs, args.seed,
+            log=lambda m: print(f"[verirl] {m}"),
+        )  # fmt: skip
         summary = {
             script: {k: round(results[script][k]["f1"], 3) for k in ("learned", "evidence_thresholds", "plain_ocr")}
             for script in ("en", "zh")
         }
         print("[verirl] held-out F1: " + json.dumps(summary))
+        by_damage = {
+            script: {k: round(v["learned"]["f1"], 3) for k, v in results[script]["by_damage"].items()}
+            for script in ("en", "zh")
+        }
+        print("[verirl] held-out F1 by damage kind: " + json.dumps(by_damage))
         print(f"[verirl] weights and metrics in {out}")
         return 0
     raise VerirlError("textpecker: name an action (synth, train-detector)")

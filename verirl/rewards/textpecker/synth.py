@@ -1,18 +1,17 @@
-"""Stroke-editing synthesis engine for TextPecker's anomaly detector: rendered text lines with per-character labels.
+"""Synthesis engine for TextPecker's anomaly detector: text lines rendered glyph by glyph, each character labelled
+sound or structurally damaged.
 
 Paper (TextPecker, arXiv 2602.20903; its engine extends SynthTIGER): a character is edited with three independent
-operations, each with p = 0.4 — **delete** 10-50 % of its strokes (keeping at least one), **add** 10-50 % as many
-strokes taken from another character, **self-swap** stroke pairs (each translated onto the other's centroid) — and
-the flawed character is labelled ``<#>``.
+operations, each with p = 0.4 — **delete** 10-50 % of its strokes, **add** strokes taken from another character,
+**self-swap** stroke pairs — and the flawed character is labelled ``<#>``; the paper names the anomalies generators
+make as distortion, blurriness and misalignment besides missing and extra strokes.
 
-Ours: the paper takes CJK strokes from hanzi-writer-data; here a glyph's "strokes" are the pieces of its rendered
-mask cut by a 3x3 grid into connected components (works for any font and script with no stroke database; a
-Latin "E" gives 5-8 pieces). We add **partial erasure** (a rectangle covering 20-40 % of the glyph) as a fourth
-edit, require every edited glyph to differ from the clean one in at least 15 % of its ink (smaller changes are
-not visible flaws; partial erasures are added until it does), and apply blur, shear, noise, colours and sizes to
-whole lines whatever their labels, so that the detector must learn glyph structure, not image quality.
-One line = one image (OCR crops one line at a time). Scripts: English (DejaVu faces) and Chinese (the CJK fonts of the
-`mplfonts` wheel), each with training fonts and held-out fonts of other designs.
+Ours: the paper's stroke edits are one of eight damage kinds (:mod:`.damage`: strokes, missing parts, spurious
+strokes, distortion, local blur/smear, misalignment, fused glyphs, mirrored glyphs), each damaged character gets one
+kind; every damaged glyph differs visibly from the clean one. So that the detector learns glyph structure, not the
+renderer, whole lines vary in font (20 Latin and 5 CJK training faces of several designs; held-out fonts are other
+designs), size, colours, backgrounds, noise, blur, JPEG, scale, shear and perspective (:mod:`.appearance`) whatever
+their labels. One line = one image (OCR crops one line at a time).
 """
 
 from __future__ import annotations
@@ -25,7 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from verirl.rewards.textpecker.appearance import finish_line
+from verirl.rewards.textpecker.damage import DAMAGE_TYPES, MASK_TYPES, blur_region, damage_mask
+
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+# Latin training faces: DejaVu (Debian), Source Sans Pro (font-source-sans-pro wheel), STIX and Computer Modern
+# (matplotlib's own fonts)
 TRAIN_FONTS = (
     "DejaVuSans.ttf",
     "DejaVuSerif.ttf",
@@ -36,13 +40,39 @@ TRAIN_FONTS = (
     "DejaVuSans-ExtraLight.ttf",
     "DejaVuSansCondensed-Bold.ttf",
     "DejaVuSerifCondensed-BoldItalic.ttf",
+    "SourceSansPro-Regular.ttf",
+    "SourceSansPro-It.ttf",
+    "SourceSansPro-Bold.ttf",
+    "SourceSansPro-Light.ttf",
+    "SourceSansPro-Black.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBol.ttf",
+    "cmr10.ttf",
+    "cmss10.ttf",
+    "cmb10.ttf",
 )
-# held out of training: the whole monospace family and two more faces, to measure generalisation to unseen fonts
-HELDOUT_FONTS = ("DejaVuSansMono.ttf", "DejaVuSansCondensed.ttf", "DejaVuSerif-Bold.ttf")
+# held out of training, to measure generalisation to unseen designs: the DejaVu monospace family and two more DejaVu
+# faces, Roboto (font-roboto), Fredoka One (rounded; font-fredoka-one), Computer Modern typewriter
+HELDOUT_FONTS = (
+    "DejaVuSansMono.ttf",
+    "DejaVuSansCondensed.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "Roboto-Regular.ttf",
+    "Roboto-BoldItalic.ttf",
+    "FredokaOne-Regular.ttf",
+    "cmtt10.ttf",
+)
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-# Chinese: the CJK fonts of the `mplfonts` package (part of the ocr extra). Noto Sans CJK, Noto Serif CJK and Source
-# Han Mono train; SimHei, a separate design, is held out.
-ZH_TRAIN_FONTS = ("NotoSansCJKsc-Regular.otf", "NotoSerifCJKsc-Regular.otf", "SourceHanMonoSC-Regular.otf")
+# Chinese: the CJK fonts of the `mplfonts` package (part of the ocr extra). Noto Sans / Serif CJK and Source Han Mono /
+# Serif train; SimHei, a separate design, is held out.
+ZH_TRAIN_FONTS = (
+    "NotoSansCJKsc-Regular.otf",
+    "NotoSerifCJKsc-Regular.otf",
+    "SourceHanMonoSC-Regular.otf",
+    "SourceHanSerifSC-Regular.otf",
+    "NotoSansMonoCJKsc-Regular.otf",
+)
 ZH_HELDOUT_FONTS = ("SimHei.ttf",)
 HANZI = (
     "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可里后小么心多天"
@@ -61,16 +91,14 @@ WORDS = (
     "open sale coffee hotel garden river music north market station library bakery cinema museum bridge "
     "harbour festival winter summer golden happy street pizza books flowers welcome exit private parking"
 ).split()
-EDITS = ("delete", "add", "swap", "erase")
-MIN_CHANGE = 0.15  # an edited glyph differs from the clean one in at least this share of its ink
 
 
 @dataclass
 class SynthLine:
     image: Any  # PIL RGB image of one text line
     text: str
-    labels: list[int]  # per character of ``text``: 1 = structurally edited (spaces are 0)
-    edits: list[list[str]] = field(default_factory=list)  # the edits applied to each character
+    labels: list[int]  # per character of ``text``: 1 = structurally damaged (spaces are 0)
+    edits: list[list[str]] = field(default_factory=list)  # the damage applied to each character
 
     @property
     def marked(self) -> str:
@@ -79,12 +107,19 @@ class SynthLine:
 
 
 def font_dirs() -> list[Path]:
-    """Where fonts are looked up: the system DejaVu directory, the CJK fonts of the `mplfonts` package, and the
-    DejaVu faces matplotlib ships (a fallback where the Debian fonts are not installed)."""
+    """Where fonts are looked up: the system DejaVu directory, then the font files shipped in Python packages (the
+    CJK fonts of `mplfonts`, matplotlib's DejaVu, STIX and Computer Modern, and the font-* wheels)."""
     import importlib.util
 
     dirs = [FONT_DIR]
-    for package, sub in (("mplfonts", "fonts"), ("matplotlib", "mpl-data/fonts/ttf")):  # located, not imported
+    packages = (
+        ("mplfonts", "fonts"),
+        ("matplotlib", "mpl-data/fonts/ttf"),
+        ("font_source_sans_pro", "files"),
+        ("font_roboto", "files"),
+        ("font_fredoka_one", "files"),
+    )
+    for package, sub in packages:  # located, not imported
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:
             dirs.append(Path(list(spec.submodule_search_locations)[0]) / sub)
@@ -92,106 +127,38 @@ def font_dirs() -> list[Path]:
 
 
 def font_paths(names: tuple[str, ...]) -> list[Path]:
+    """The files of the named faces that are installed (the first directory holding a face wins)."""
     paths = []
-    for name in names:  # the first directory holding a face wins
+    for name in names:
         found = next((d / name for d in font_dirs() if (d / name).is_file()), None)
         if found is not None:
             paths.append(found)
     if not paths:
         raise FileNotFoundError(
             f"none of the fonts {', '.join(names)} found in {', '.join(map(str, font_dirs()))} "
-            "(Latin: Debian fonts-dejavu-core and fonts-dejavu-extra; Chinese: pip install mplfonts)"
+            "(Latin: Debian fonts-dejavu-core and fonts-dejavu-extra or pip install 'verirl[ocr]'; "
+            "Chinese: pip install mplfonts)"
         )
     return paths
 
 
-def _pieces(mask: np.ndarray, grid: int = 3) -> list[np.ndarray]:
-    """The glyph's stroke pieces: connected components of the mask within each cell of a grid x grid cut."""
-    import cv2
+def _glyph_mask(ch: str, x: float, top: int, font: Any, shape: tuple[int, int]) -> np.ndarray:
+    from PIL import Image, ImageDraw
 
+    canvas = Image.new("L", (shape[1], shape[0]), 0)
+    ImageDraw.Draw(canvas).text((x, top), ch, fill=255, font=font)
+    return np.asarray(canvas) > 127
+
+
+def _choose_damage(text: str, i: int, damage: tuple[str, ...], fused_left: bool, rng: random.Random) -> str:
+    """One kind from ``damage``; a glyph fuses only into a left neighbour that is not itself pushed into another."""
+    kinds = [k for k in damage if k != "fuse" or (i > 0 and not text[i - 1].isspace() and not fused_left)]
+    return rng.choice(kinds or ["missing"])
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
-        return []
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    pieces = []
-    for gy in range(grid):
-        for gx in range(grid):
-            cell = np.zeros_like(mask)
-            cy0, cy1 = y0 + (y1 - y0) * gy // grid, y0 + (y1 - y0) * (gy + 1) // grid
-            cx0, cx1 = x0 + (x1 - x0) * gx // grid, x0 + (x1 - x0) * (gx + 1) // grid
-            cell[cy0:cy1, cx0:cx1] = mask[cy0:cy1, cx0:cx1]
-            n, labels = cv2.connectedComponents(cell.astype(np.uint8))
-            pieces += [labels == i for i in range(1, n) if (labels == i).sum() >= 4]
-    return pieces
-
-
-def _shift(piece: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    out = np.zeros_like(piece)
-    h, w = piece.shape
-    src = piece[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
-    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
-    return out
-
-
-def _centroid(piece: np.ndarray) -> tuple[float, float]:
-    ys, xs = np.nonzero(piece)
-    return float(ys.mean()), float(xs.mean())
-
-
-def edit_glyph(mask: np.ndarray, donor: np.ndarray, rng: random.Random) -> tuple[np.ndarray, list[str]]:
-    """Apply the paper's edits (each with p = 0.4, at least one) to a glyph mask; returns the mask and edit names."""
-    pieces = _pieces(mask)
-    chosen = [e for e in EDITS if rng.random() < 0.4] or [rng.choice(EDITS)]
-    if len(pieces) < 2:
-        chosen = [e for e in chosen if e in ("add", "erase")] or ["erase"]
-    out = mask.copy()
-    applied = []
-    for edit in chosen:
-        if edit == "delete" and len(pieces) >= 2:
-            k = min(len(pieces) - 1, max(1, round(rng.uniform(0.1, 0.5) * len(pieces))))
-            for piece in rng.sample(pieces, k):
-                out &= ~piece
-            applied.append(edit)
-        elif edit == "add":
-            borrowed = _pieces(donor)
-            if borrowed:
-                k = max(1, round(rng.uniform(0.1, 0.5) * max(1, len(pieces))))
-                for piece in rng.sample(borrowed, min(k, len(borrowed))):
-                    out |= piece
-                applied.append(edit)
-        elif edit == "swap" and len(pieces) >= 2:
-            k = max(1, round(rng.uniform(0.1, 0.5) * len(pieces) / 2))
-            for _ in range(k):
-                a, b = rng.sample(pieces, 2)
-                (ay, ax), (by, bx) = _centroid(a), _centroid(b)
-                out &= ~(a | b)
-                out |= _shift(a, round(by - ay), round(bx - ax)) | _shift(b, round(ay - by), round(ax - bx))
-            applied.append(edit)
-        elif edit == "erase":
-            out = _erase(out, mask, rng)
-            applied.append(edit)
-    for _ in range(3):  # an edit that changes little of the glyph is not a visible flaw: add partial erasures
-        if (out ^ mask).sum() >= MIN_CHANGE * max(1, mask.sum()):
-            break
-        out = _erase(out, mask, rng)
-        applied.append("erase")
-    return out, applied
-
-
-def _erase(out: np.ndarray, mask: np.ndarray, rng: random.Random) -> np.ndarray:
-    """Erase a rectangle covering 20-40 % of the glyph's bounding box."""
-    ys, xs = np.nonzero(mask)
-    if not len(ys):
-        return out
-    h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-    area = rng.uniform(0.2, 0.4)
-    eh = max(1, round(h * rng.uniform(area, 1.0)))
-    ew = max(1, round(h * w * area / eh))
-    y = rng.randint(ys.min(), max(ys.min(), ys.max() - eh + 1))
-    x = rng.randint(xs.min(), max(xs.min(), xs.max() - ew + 1))
-    out = out.copy()
-    out[y : y + eh, x : x + ew] = False
-    return out
+    return (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1) if len(ys) else None
 
 
 def render_line(
@@ -201,61 +168,47 @@ def render_line(
     p_edit: float = 0.3,
     size: int | None = None,
     donors: str = ALPHABET,
+    damage: tuple[str, ...] = DAMAGE_TYPES,
 ) -> SynthLine:
-    """Render ``text`` glyph by glyph; each non-space character is edited with probability ``p_edit``."""
-    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+    """Render ``text`` glyph by glyph; each non-space character is damaged with probability ``p_edit`` by one kind
+    drawn from ``damage``. A fused glyph overlaps its left neighbour: both are labelled."""
+    from PIL import ImageFont
 
-    size = size or rng.randint(28, 48)
+    size = size or rng.randint(24, 56)
     font = ImageFont.truetype(str(font_path), size)
     ascent, descent = font.getmetrics()
-    height = ascent + descent + 2 * (pad := max(4, size // 4))
+    pad, pad_y = max(4, size // 4), rng.randint(max(4, size // 5), max(5, size // 2))
+    height = ascent + descent + 2 * pad_y
     advances = [font.getlength(ch) for ch in text]
     width = int(sum(advances) + 2 * pad + size)
     ink = np.zeros((height, width), dtype=bool)
-    labels, edits = [], []
+    labels, edits = [0] * len(text), [[] for _ in text]
+    blurred: list[tuple[int, int, int, int]] = []
     x = float(pad)
-    for ch, adv in zip(text, advances, strict=True):
+    for i, (ch, adv) in enumerate(zip(text, advances, strict=True)):
         if ch.isspace():
-            labels.append(0)
-            edits.append([])
             x += adv
             continue
-        canvas = Image.new("L", (width, height), 0)
-        ImageDraw.Draw(canvas).text((x, pad), ch, fill=255, font=font)
-        mask = np.asarray(canvas) > 127
-        if rng.random() < p_edit:
-            donor_canvas = Image.new("L", (width, height), 0)
-            donor = rng.choice([c for c in donors if c != ch])
-            ImageDraw.Draw(donor_canvas).text((x, pad), donor, fill=255, font=font)
-            mask, applied = edit_glyph(mask, np.asarray(donor_canvas) > 127, rng)
-            labels.append(1)
-            edits.append(applied)
-        else:
-            labels.append(0)
-            edits.append([])
+        kind = _choose_damage(text, i, damage, "fuse:overlap" in edits[i - 1], rng) if rng.random() < p_edit else None
+        draw_x = x - rng.uniform(0.35, 0.6) * adv if kind == "fuse" else x
+        mask = _glyph_mask(ch, draw_x, pad_y, font, ink.shape)
+        box = _box(mask)
+        if kind is not None and box is not None:
+            if kind in MASK_TYPES:
+                donor = _glyph_mask(rng.choice([c for c in donors if c != ch]), x, pad_y, font, ink.shape)
+                mask, applied = damage_mask(kind, ch, mask, donor, rng, (box[0], height - box[1]))
+            elif kind == "fuse":
+                applied = ["fuse:overlap"]
+                labels[i - 1] = 1
+                edits[i - 1].append("fuse:neighbour")
+            else:  # blur: applied to the pixels once the line is drawn
+                blurred.append(box)
+                applied = ["blur"]
+            labels[i] = 1 if applied else 0
+            edits[i] = applied
         ink |= mask
         x += adv
-    if rng.random() < 0.3:  # stroke weight varies between fonts and renderers: thicken or thin the whole line
-        import cv2
-
-        kernel = np.ones((2, 2), np.uint8)
-        op = cv2.dilate if rng.random() < 0.6 or size < 36 else cv2.erode
-        ink = op(ink.astype(np.uint8), kernel).astype(bool)
-    background = np.array([rng.randint(190, 255) for _ in range(3)], dtype=np.float32)
-    foreground = np.array([rng.randint(0, 70) for _ in range(3)], dtype=np.float32)
-    pixels = np.where(ink[..., None], foreground, background)
-    pixels += np.random.default_rng(rng.randint(0, 2**31)).normal(0, rng.uniform(0, 6), pixels.shape)
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    shear = rng.uniform(-0.2, 0.2)
-    if abs(shear) > 0.05:
-        image = image.transform(
-            (width + int(abs(shear) * height), height),
-            Image.Transform.AFFINE,
-            (1, shear, -abs(shear) * height if shear > 0 else 0, 0, 1, 0),
-            fillcolor=tuple(int(v) for v in background),
-        )
-    if rng.random() < 0.5:
-        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    image = finish_line(ink, rng, size, lambda pixels: [blur_region(pixels, b, size, rng) for b in blurred])
     return SynthLine(image, text, labels, edits)
 
 
@@ -275,18 +228,27 @@ SCRIPTS = {"en": (TRAIN_FONTS, HELDOUT_FONTS, ALPHABET), "zh": (ZH_TRAIN_FONTS, 
 
 
 def synthesize(
-    n: int, seed: int, fonts: tuple[str, ...] | None = None, p_edit: float = 0.3, script: str = "en"
+    n: int,
+    seed: int,
+    fonts: tuple[str, ...] | None = None,
+    p_edit: float = 0.3,
+    script: str = "en",
+    damage: tuple[str, ...] = DAMAGE_TYPES,
 ) -> list[SynthLine]:
-    """``n`` lines of ``script`` ("en" or "zh") in ``fonts`` (default: the script's training fonts)."""
+    """``n`` lines of ``script`` ("en" or "zh") in ``fonts`` (default: the script's training fonts); damaged
+    characters get one kind each from ``damage`` (default: all of :data:`~.damage.DAMAGE_TYPES`)."""
     if script not in SCRIPTS:
         raise ValueError(f"script: expected one of {', '.join(SCRIPTS)}, got {script!r}")
+    unknown = sorted(set(damage) - set(DAMAGE_TYPES))
+    if unknown or not damage:
+        raise ValueError(f"damage: expected some of {', '.join(DAMAGE_TYPES)}, got {', '.join(unknown) or 'none'}")
     train_fonts, _, donors = SCRIPTS[script]
     rng = random.Random(seed)
     paths = font_paths(fonts or train_fonts)
     if script == "en":
-        return [render_line(random_text(rng), rng.choice(paths), rng, p_edit) for _ in range(n)]
+        return [render_line(random_text(rng), rng.choice(paths), rng, p_edit, damage=damage) for _ in range(n)]
     return [
-        render_line(random_text(rng, script), rng.choice(paths), rng, p_edit, rng.randint(32, 56), donors)
+        render_line(random_text(rng, script), rng.choice(paths), rng, p_edit, rng.randint(28, 60), donors, damage)
         for _ in range(n)
     ]
 
