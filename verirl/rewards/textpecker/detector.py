@@ -6,12 +6,12 @@ computes with a small learned classifier:
 
 * the recogniser's CTC posteriors locate every decoded character in its line (the run of timesteps where it is the
   argmax) and give its peak posterior and its margin over the runner-up class;
-* :class:`CropClassifier`, a ~0.1M-parameter CNN, looks at each character's crop (cut at the midpoints between
-  neighbouring characters' CTC positions, 32x32 grey) together with those two numbers and outputs the probability
-  that the glyph is structurally flawed;
-* it is trained on the stroke-editing synthesis engine (:mod:`.synth`) with the same OCR crops and posteriors it
-  sees at reward time (``verirl textpecker train-detector``, a few minutes on 2 CPU cores); the weights ship with
-  the package (``detector.safetensors``, ~0.4 MB).
+* :class:`CropClassifier`, a ~0.17M-parameter CNN, looks at each character's crop (cut at the midpoints between
+  neighbouring characters' CTC positions, 32x32 grey) and at its context (the same cut widened to its neighbours)
+  together with those numbers and outputs the probability that the glyph is structurally flawed;
+* it is trained on the synthesis engine (:mod:`.synth`, eight damage kinds from :mod:`.damage`) with the same OCR
+  crops and posteriors it sees at reward time (``verirl textpecker train-detector``, about 40 minutes on 2 CPU
+  cores); the weights ship with the package (``detector.safetensors``, ~0.7 MB).
 
 :class:`EvidenceDetector` (thresholds on peak posterior and margin only) is kept as the model-free fallback and as
 the baseline the learned detector must beat. A detector maps one OCR line to the indices of its flagged characters.
@@ -31,6 +31,7 @@ import numpy as np
 from verirl.rewards.textpecker.ocr import OCRLine, ctc_path, peak_evidence
 
 CROP = 32
+CHANNELS = 2  # the character's crop and its context (with its neighbours)
 # Flag a character above this probability unless the weights file names its own (chosen on validation lines in the
 # training fonts by `verirl textpecker train-detector`: the lowest threshold flagging at most 2 % of clean characters).
 DEFAULT_THRESHOLD = 0.9
@@ -66,16 +67,31 @@ def char_spans(probs: np.ndarray) -> list[tuple[int, int]]:
     return [(a, b) for _, a, b in ctc_path(probs)]
 
 
+def _normalised(piece: np.ndarray) -> np.ndarray:
+    """A grey piece of the line as a CROP x CROP float image, contrast-stretched, dark ink on a light ground -> ink
+    high, whatever the colours."""
+    import cv2
+
+    if not piece.size:
+        return np.zeros((CROP, CROP), dtype=np.float32)
+    piece = cv2.resize(piece, (CROP, CROP), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    lo, hi = piece.min(), piece.max()
+    out = (piece - lo) / (hi - lo) if hi - lo > 1e-3 else np.zeros_like(piece)
+    return 1.0 - out if out.mean() > 0.5 else out
+
+
 def char_crops(
     crop: np.ndarray, probs: np.ndarray, height: int = 48, spans: list[tuple[int, int]] | None = None
 ) -> np.ndarray:
-    """(N, CROP, CROP) float32 grey crops of the N decoded characters of a BGR line crop, cut at the midpoints
-    between neighbouring characters' CTC centres (``spans``: :func:`char_spans` of ``probs``, when already known)."""
+    """(N, 2, CROP, CROP) float32 grey crops of the N decoded characters of a BGR line crop: channel 0 the character,
+    cut at the midpoints between neighbouring characters' CTC centres; channel 1 its context, from the left
+    neighbour's cut to the right neighbour's (a glyph off the baseline, overlapping its neighbour or with a stray
+    stroke reaching out is seen against the glyphs beside it). ``spans``: :func:`char_spans` of ``probs``."""
     import cv2
 
     spans = char_spans(probs) if spans is None else spans
     if not spans:
-        return np.zeros((0, CROP, CROP), dtype=np.float32)
+        return np.zeros((0, CHANNELS, CROP, CROP), dtype=np.float32)
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     h, w = grey.shape
     grey = _trim_rows(grey)  # OCR crops are tight, rendered lines padded: the same scale for both
@@ -86,16 +102,13 @@ def char_crops(
     edges = [max(0.0, centres[0] - half)]
     edges += [(a + b) / 2 for a, b in zip(centres[:-1], centres[1:], strict=True)]
     edges.append(min(float(w), centres[-1] + half))
-    out = np.zeros((len(spans), CROP, CROP), dtype=np.float32)
-    for i in range(len(spans)):
+    n = len(spans)
+    out = np.zeros((n, CHANNELS, CROP, CROP), dtype=np.float32)
+    for i in range(n):
         x0, x1 = int(edges[i]), max(int(edges[i]) + 1, int(round(edges[i + 1])))
-        piece = grey[:, x0:x1]
-        if piece.size:
-            piece = cv2.resize(piece, (CROP, CROP), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-            lo, hi = piece.min(), piece.max()
-            out[i] = (piece - lo) / (hi - lo) if hi - lo > 1e-3 else 0.0
-            if out[i].mean() > 0.5:  # dark ink on light ground, whatever the colours
-                out[i] = 1.0 - out[i]
+        out[i, 0] = _normalised(grey[:, x0:x1])
+        c0, c1 = int(edges[max(0, i - 1)]), max(x1, int(round(edges[min(n, i + 2)])))
+        out[i, 1] = _normalised(grey[:, c0:c1])
     return out
 
 
@@ -155,21 +168,21 @@ def _classifier():
         def __init__(self) -> None:
             super().__init__()
             self.conv = nn.Sequential(
-                nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(CHANNELS, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                 nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(64, 96, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             )  # fmt: skip
-            self.head = nn.Sequential(nn.Linear(64 * 16 + EVIDENCE, 64), nn.ReLU(), nn.Linear(64, 1))
+            self.head = nn.Sequential(nn.Linear(96 * 16 + EVIDENCE, 64), nn.ReLU(), nn.Linear(64, 1))
 
         def forward(self, crops: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
-            x = self.conv(crops.unsqueeze(1)).flatten(1)
+            x = nn.functional.dropout(self.conv(crops).flatten(1), 0.3, self.training)  # it overfits without
             return self.head(torch.cat([x, evidence], dim=-1)).squeeze(-1)
 
     return CropClassifier()
 
 
 def classify(model: Any, crops: np.ndarray, evidence: np.ndarray) -> np.ndarray:
-    """Anomaly probabilities of characters from their (N, CROP, CROP) crops and (N, EVIDENCE) evidence."""
+    """Anomaly probabilities of characters from their (N, CHANNELS, CROP, CROP) crops and (N, EVIDENCE) evidence."""
     import torch
 
     if len(crops) == 0:
@@ -257,13 +270,21 @@ class LineEvidence:
     text: str
     labels: list[int]
     decoded: str
-    crops: np.ndarray  # (N decoded, CROP, CROP)
+    crops: np.ndarray  # (N decoded, CHANNELS, CROP, CROP)
     evidence: np.ndarray  # (N decoded, EVIDENCE)
     mapping: dict[int, int]  # decoded index -> text index
 
 
-def read_lines(lines: list[Any], recognizer: Any) -> list[LineEvidence]:
-    """Run the recogniser on synthetic lines (each image is one line crop, as OCR would cut it)."""
+def read_lines(lines: list[Any], recognizer: Any, chunk: int = 256) -> list[LineEvidence]:
+    """Run the recogniser on synthetic lines (each image is one line crop, as OCR would cut it), ``chunk`` lines at
+    a time: a line's posteriors are (T, ~18k classes) floats, so only the crops and evidence are kept."""
+    out = []
+    for start in range(0, len(lines), chunk):
+        out += _read_chunk(lines[start : start + chunk], recognizer)
+    return out
+
+
+def _read_chunk(lines: list[Any], recognizer: Any) -> list[LineEvidence]:
     import cv2
 
     arrays = [cv2.cvtColor(np.asarray(line.image.convert("RGB")), cv2.COLOR_RGB2BGR) for line in lines]
@@ -293,7 +314,9 @@ def train_detector(
                 labels.append(float(line.labels[i]))
     x, e, y = torch.tensor(np.stack(crops)), torch.tensor(np.stack(evidence)), torch.tensor(labels)
     model = _classifier()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
+    steps = epochs * ((len(y) + 127) // 128)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.2)
     pos_weight = (len(y) - y.sum()) / y.sum().clamp(min=1)
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(1, epochs + 1):
@@ -303,13 +326,14 @@ def train_detector(
             idx = order[start : start + 128]
             xb = x[idx]
             if random.Random(seed + start + epoch).random() < 0.5:  # brightness jitter
-                xb = (xb * (0.8 + 0.4 * torch.rand(len(idx), 1, 1))).clamp(0, 1)
+                xb = (xb * (0.8 + 0.4 * torch.rand(len(idx), 1, 1, 1))).clamp(0, 1)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 model(xb, e[idx]), y[idx], pos_weight=pos_weight
             )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            schedule.step()
             total += loss.item() * len(idx)
         if log:
             log(json.dumps({"epoch": epoch, "loss": round(total / len(y), 4)}))

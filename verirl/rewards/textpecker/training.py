@@ -54,26 +54,49 @@ def choose_threshold(model: Any, clean: list[Any], edited: list[Any]) -> tuple[f
     raise AssertionError("unreachable")
 
 
+def _by_damage(model: Any, threshold: float, lines: dict[str, list[Any]]) -> dict[str, Any]:
+    """Per damage kind: the learned detector's and plain OCR's F1 on held-out lines damaged with that kind only."""
+    from verirl.rewards.textpecker import detector as det
+
+    return {
+        kind: {
+            "learned": det.f1_scores(group, _learned_flags(model, group, threshold)),
+            "plain_ocr": det.plain_ocr_f1(group),
+        }
+        for kind, group in lines.items()
+    }
+
+
+def _clean_flagged(model: Any, threshold: float, clean: list[Any]) -> float:
+    n_clean = max(1, sum(ch != " " for line in clean for ch in line.decoded))
+    return round(sum(map(len, _learned_flags(model, clean, threshold))) / n_clean, 4)
+
+
 def run(
     out: Path,
-    n_train: int = 6000,
+    n_train: int = 10000,
     n_heldout: int = 800,
+    n_per_damage: int = 150,
     epochs: int = 20,
     seed: int = 1,
     scripts: tuple[str, ...] = ("en", "zh"),
     log: Any = print,
 ) -> dict[str, Any]:
-    """Synthesise ``n_train`` training and ``n_heldout`` held-out lines per script, read them, train one detector
-    for all scripts, evaluate it per script; writes ``detector.safetensors`` and ``detector_metrics.json``."""
+    """Synthesise ``n_train`` training and ``n_heldout`` held-out lines per script (all damage kinds), plus
+    ``n_per_damage`` held-out lines per damage kind and 200 clean held-out lines, read them, train one detector for
+    all scripts, evaluate it per script and kind; writes ``detector.safetensors`` and ``detector_metrics.json``."""
     from safetensors.torch import save_file
 
     from verirl.rewards.textpecker import detector as det
+    from verirl.rewards.textpecker.damage import DAMAGE_TYPES
     from verirl.rewards.textpecker.ocr import REC_NAME, CTCRecognizer, prepare_models
     from verirl.rewards.textpecker.synth import SCRIPTS, synthesize
 
     start = time.monotonic()
     recognizer = CTCRecognizer(prepare_models() / REC_NAME)
     train, heldout, clean_val, edited_val = [], {}, [], []
+    per_damage: dict[str, dict[str, list[Any]]] = {}
+    clean_heldout: dict[str, list[Any]] = {}
     for k, script in enumerate(scripts):
         train_fonts, heldout_fonts, _ = SCRIPTS[script]
         train += det.read_lines(synthesize(n_train, seed + 10 * k, train_fonts, script=script), recognizer)
@@ -83,6 +106,16 @@ def run(
         # validation in the training fonts (other seeds): clean lines and edited lines, to choose the threshold
         clean_val += det.read_lines(synthesize(200, seed + 2000 + 10 * k, train_fonts, 0.0, script), recognizer)
         edited_val += det.read_lines(synthesize(200, seed + 3000 + 10 * k, train_fonts, script=script), recognizer)
+        per_damage[script] = {
+            kind: det.read_lines(
+                synthesize(n_per_damage, seed + 4000 + 10 * k + d, heldout_fonts, script=script, damage=(kind,)),
+                recognizer,
+            )
+            for d, kind in enumerate(DAMAGE_TYPES)
+        }
+        clean_heldout[script] = det.read_lines(
+            synthesize(200, seed + 5000 + 10 * k, heldout_fonts, 0.0, script), recognizer
+        )
     log(f"synthesised and read {len(train)} + {n_heldout * len(scripts)} lines in {time.monotonic() - start:.0f} s")
     model, info = det.train_detector(train, epochs=epochs, seed=seed, log=log)
     threshold, validation = choose_threshold(model, clean_val, edited_val)
@@ -102,6 +135,8 @@ def run(
             "learned": det.f1_scores(lines, flags),
             "evidence_thresholds": det.f1_scores(lines, _evidence_flags(lines)),
             "plain_ocr": det.plain_ocr_f1(lines),
+            "clean_flagged": _clean_flagged(model, threshold, clean_heldout[script]),
+            "by_damage": _by_damage(model, threshold, per_damage[script]),
             "all_characters": {
                 "learned": det.f1_scores(lines, flags, "all"),
                 "evidence_thresholds": det.f1_scores(lines, _evidence_flags(lines), "all"),
