@@ -537,12 +537,18 @@ def make_chain(lang: str, t: int, text: str, fonts: list[Path], seed: int) -> di
 
 
 def score_all(
-    images: list[Any], targets: list[str], batch: int, omega: float = 5.0, weights: str | None = None
+    images: list[Any],
+    targets: list[str],
+    batch: int,
+    omega: float = 5.0,
+    weights: str | None = None,
+    anomaly_count: str = "flags",
 ) -> list[Any]:
     from verirl.rewards.textpecker import TextPecker
     from verirl.rewards.textpecker.detector import LearnedDetector
 
-    scorer = TextPecker(omega=omega, detector=LearnedDetector(weights) if weights else None)
+    detector = LearnedDetector(weights) if weights else None
+    scorer = TextPecker(omega=omega, detector=detector, anomaly_count=anomaly_count)
     if weights:  # the learned detector compares against the target's characters
         scorer.detector.index = scorer.backend.recognizer.index
     out: list[Any] = []
@@ -661,6 +667,7 @@ def main() -> None:
     parser.add_argument("--lang", choices=("en", "zh", "both"), default="both")
     parser.add_argument("--omega", type=float, default=5.0, help="the reward's omega (5 trains, 1 evaluates)")
     parser.add_argument("--weights", help="a detector weights file (default: the shipped one)")
+    parser.add_argument("--anomaly-count", choices=("flags", "expected"), default="flags", help="N_a in S_Q")
     args = parser.parse_args()
 
     import matplotlib
@@ -682,7 +689,7 @@ def main() -> None:
     rendered = time.perf_counter()
     images = [im for p in pairs for im in (p.clean, p.damaged)] + [im for c in chains for im in c["images"]]
     targets = [p.text for p in pairs for _ in range(2)] + [c["text"] for c in chains for _ in range(4)]
-    scores = score_all(images, targets, args.batch, args.omega, args.weights)
+    scores = score_all(images, targets, args.batch, args.omega, args.weights, args.anomaly_count)
     for i, pair in enumerate(pairs):
         pair.scores = scores[2 * i : 2 * i + 2]
     rest = scores[2 * len(pairs) :]

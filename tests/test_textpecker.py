@@ -101,6 +101,31 @@ def test_clean_text_beats_damaged_glyph_and_different_text(scorer):
     assert s_different.semantic < 0.5
 
 
+def test_expected_anomaly_count_sums_the_detectors_probabilities(scorer):
+    from verirl.rewards.textpecker.detector import aligned_targets
+
+    soft = TextPecker(omega=1.0, anomaly_count="expected", backend=scorer.backend)
+    clean = render("HELLO WORLD")
+    damaged = damage_first_glyph(clean)
+    s_clean, s_damaged = soft.score([clean, damaged], ["HELLO WORLD"] * 2)
+    assert s_clean.reward > s_damaged.reward
+    # S_Q = 1 - omega * sum(p) / N, with the probabilities the detector gives the recognised characters
+    result = soft.backend.read([np.asarray(damaged)[:, :, ::-1].copy()])[0]
+    lines = [line for line in result.lines if line.text]
+    recognized = " ".join(line.text for line in lines)
+    _, expected = aligned_targets(recognized, "HELLO WORLD")
+    total, offset = 0.0, 0
+    for line in lines:
+        total += sum(soft.detector.char_probabilities(line, expected[offset : offset + len(line.text)]))
+        offset += len(line.text) + 1
+    assert total > 0
+    assert s_damaged.structural == pytest.approx(structural_score(recognized, total, 1.0), abs=1e-3)  # batching
+    flags = TextPecker(omega=1.0, backend=scorer.backend).score([damaged], ["HELLO WORLD"])[0]
+    assert s_damaged.anomalies == flags.anomalies  # the flagged characters are reported the same either way
+    with pytest.raises(ValueError, match="anomaly_count"):
+        TextPecker(anomaly_count="soft")
+
+
 def test_hostile_images_never_break_the_batch(scorer, tmp_path):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))

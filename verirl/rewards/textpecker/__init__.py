@@ -21,6 +21,11 @@ from typing import Any
 from verirl.rewards.base import reward, target_texts
 from verirl.rewards.textpecker.score import semantic_score, structural_score
 
+# N_a in S_Q: "flags" counts the characters flagged above the detector's threshold (the paper's count); "expected" sums
+# every character's anomaly probability (our option: the expected number of flawed characters, so that damage the
+# detector half-sees still lowers the reward and ties between a clean and a damaged image are rare)
+ANOMALY_COUNTS = ("flags", "expected")
+
 
 @dataclass
 class TextPeckerScore:
@@ -47,13 +52,18 @@ class TextPecker:
         backend: Any = None,
         detector: Any = None,
         limit_side_len: int = 736,
+        anomaly_count: str = "flags",
     ):
         for name, value in (("semantic_weight", semantic_weight), ("structural_weight", structural_weight)):
             if value < 0:
                 raise ValueError(f"textpecker: {name} must be >= 0, got {value}")
         if omega < 0:
             raise ValueError(f"textpecker: omega must be >= 0, got {omega}")
+        if anomaly_count not in ANOMALY_COUNTS:
+            choices = ", ".join(ANOMALY_COUNTS)
+            raise ValueError(f"textpecker: anomaly_count must be one of {choices}, got {anomaly_count!r}")
         self.semantic_weight, self.structural_weight, self.omega = semantic_weight, structural_weight, omega
+        self.anomaly_count = anomaly_count
         self._backend, self._detector, self._limit = backend, detector, limit_side_len
         self._lock = threading.Lock()
 
@@ -103,12 +113,19 @@ class TextPecker:
         lines = [line for line in result.lines if line.text]
         recognized = " ".join(line.text for line in lines)
         _, expected = aligned_targets(recognized, target)  # per recognised character, the target's (or None)
-        anomalies, offset = [], 0
+        anomalies, offset, expected_count = [], 0, 0.0
+        soft = self.anomaly_count == "expected" and hasattr(self.detector, "char_probabilities")
         for line in lines:
-            anomalies += [offset + j for j in self.detector.flag(line, expected[offset : offset + len(line.text)])]
+            targets = expected[offset : offset + len(line.text)]
+            if soft:
+                probabilities = self.detector.char_probabilities(line, targets)
+                expected_count += sum(probabilities)
+                anomalies += [offset + j for j, p in enumerate(probabilities) if p > self.detector.threshold]
+            else:
+                anomalies += [offset + j for j in self.detector.flag(line, targets)]
             offset += len(line.text) + 1
         semantic = semantic_score(target, recognized)
-        structural = structural_score(recognized, len(anomalies), self.omega)
+        structural = structural_score(recognized, expected_count if soft else len(anomalies), self.omega)
         total = self.semantic_weight + self.structural_weight
         value = (self.semantic_weight * semantic + self.structural_weight * structural) / total if total else 0.0
         reason = None if recognized.strip() else "no text found"

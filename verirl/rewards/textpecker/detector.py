@@ -227,18 +227,21 @@ class LearnedDetector:
     def classify(self, crops: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         return classify(self.model, crops, evidence)
 
-    def flag(self, line: OCRLine, targets: list[str | None] | None = None) -> list[int]:
-        """Flagged character indices of ``line``; ``targets``: per character of ``line.text``, the target text's
-        character aligned to it (None where none is)."""
+    def char_probabilities(self, line: OCRLine, targets: list[str | None] | None = None) -> list[float]:
+        """Per character of ``line.text``, the probability that it is flawed (0 for spaces); empty when the line has
+        no evidence or it does not line up with the text. ``targets``: per character, the target text's character
+        aligned to it (None where none is)."""
         if line.crop is None or line.posteriors is None:
             return []
         expected = target_indices(self.index, targets) if targets is not None else None
         p = self.probabilities(line.crop, line.posteriors, expected, line.path)
         if len(p) != len(line.text):
             return []
-        return [
-            i for i, (ch, v) in enumerate(zip(line.text, p, strict=True)) if not ch.isspace() and v > self.threshold
-        ]
+        return [0.0 if ch.isspace() else float(v) for ch, v in zip(line.text, p, strict=True)]
+
+    def flag(self, line: OCRLine, targets: list[str | None] | None = None) -> list[int]:
+        """Flagged character indices of ``line`` (probability above the threshold)."""
+        return [i for i, v in enumerate(self.char_probabilities(line, targets)) if v > self.threshold]
 
 
 def default_detector() -> AnomalyDetector:

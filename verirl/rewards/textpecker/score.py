@@ -43,8 +43,9 @@ def semantic_score(target: str, recognized: str) -> float:
     return max(0.0, 1.0 - (matched + abs(len(p) - len(t))) / max(len(t), len(p)))
 
 
-def structural_score(recognized: str, n_anomalies: int, omega: float = 5.0) -> float:
-    """S_Q in [0, 1] from the number of flagged characters among the recognised non-whitespace characters."""
+def structural_score(recognized: str, n_anomalies: float, omega: float = 5.0) -> float:
+    """S_Q in [0, 1] from the number of flagged characters among the recognised non-whitespace characters (or their
+    expected number: the sum of their anomaly probabilities)."""
     n = sum(not ch.isspace() for ch in recognized)
     if n == 0:
         return 0.0
