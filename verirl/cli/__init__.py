@@ -140,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     tdet.add_argument("--n-train", type=int, default=10000, help="training lines per script")
     tdet.add_argument("--n-heldout", type=int, default=800, help="held-out lines per script (all damage kinds)")
     tdet.add_argument("--n-per-damage", type=int, default=150, help="held-out lines per script and damage kind")
-    tdet.add_argument("--epochs", type=int, default=20)
+    tdet.add_argument("--epochs", type=int, default=14)
     tdet.add_argument("--seed", type=int, default=1)
 
     gly = sub.add_parser("glyph", parents=[common], help="the tiny text-to-image demo model (Flow-GRPO on a CPU)")

@@ -33,9 +33,17 @@ MIN_CHANGE = 0.15  # a damaged glyph differs from the clean one in at least this
 NO_MIRROR = set("bdpqBDPQ")  # their mirror image is another letter
 
 
-def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+def glyph_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of a mask's ink, None when it has none."""
     ys, xs = np.nonzero(mask)
-    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    return (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1) if len(ys) else None
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    box = glyph_box(mask)
+    if box is None:
+        raise ValueError("a glyph mask with no ink cannot be damaged")
+    return box
 
 
 def visible_change(out: np.ndarray, mask: np.ndarray) -> int:
@@ -289,15 +297,21 @@ def mirror(mask: np.ndarray) -> np.ndarray:
 
 
 def damage_mask(
-    kind: str, ch: str, mask: np.ndarray, donor: np.ndarray, rng: random.Random, room: tuple[int, int] | None = None
+    kind: str,
+    ch: str,
+    mask: np.ndarray,
+    donor: np.ndarray | None,
+    rng: random.Random,
+    room: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Damage a glyph mask with ``kind`` (one of :data:`MASK_TYPES`); returns the mask and what was applied
     (``kind:variant`` names). A mirror of a symmetric glyph, or any damage that changes too little, is retried and
-    at last topped up with erasures."""
+    at last topped up with erasures. ``donor``: another character's mask at the same place, which only the stroke
+    edits borrow from."""
     if not mask.any():
         return mask, []
     if kind == "strokes":
-        out, applied = edit_glyph(mask, donor, rng)
+        out, applied = edit_glyph(mask, np.zeros_like(mask) if donor is None else donor, rng)
         return out, [f"strokes:{name}" for name in applied]
     out, applied = mask, []
     for attempt in range(4):

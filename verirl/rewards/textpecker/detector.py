@@ -10,7 +10,7 @@ computes with a small learned classifier:
   neighbouring characters' CTC positions, 32x32 grey) and at its context (the same cut widened to its neighbours)
   together with those numbers and outputs the probability that the glyph is structurally flawed;
 * it is trained on the synthesis engine (:mod:`.synth`, eight damage kinds from :mod:`.damage`) with the same OCR
-  crops and posteriors it sees at reward time (``verirl textpecker train-detector``, about 40 minutes on 2 CPU
+  crops and posteriors it sees at reward time (``verirl textpecker train-detector``, about 26 minutes on 2 CPU
   cores); the weights ship with the package (``detector.safetensors``, ~0.7 MB).
 
 :class:`EvidenceDetector` (thresholds on peak posterior and margin only) is kept as the model-free fallback and as

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from verirl.rewards.textpecker.appearance import finish_line
-from verirl.rewards.textpecker.damage import DAMAGE_TYPES, MASK_TYPES, blur_region, damage_mask
+from verirl.rewards.textpecker.damage import DAMAGE_TYPES, MASK_TYPES, blur_region, damage_mask, glyph_box
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 # Latin training faces: DejaVu (Debian), Source Sans Pro (font-source-sans-pro wheel), STIX and Computer Modern
@@ -156,11 +156,6 @@ def _choose_damage(text: str, i: int, damage: tuple[str, ...], fused_left: bool,
     return rng.choice(kinds or ["missing"])
 
 
-def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    ys, xs = np.nonzero(mask)
-    return (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1) if len(ys) else None
-
-
 def render_line(
     text: str,
     font_path: Path,
@@ -192,10 +187,11 @@ def render_line(
         kind = _choose_damage(text, i, damage, "fuse:overlap" in edits[i - 1], rng) if rng.random() < p_edit else None
         draw_x = x - rng.uniform(0.35, 0.6) * adv if kind == "fuse" else x
         mask = _glyph_mask(ch, draw_x, pad_y, font, ink.shape)
-        box = _box(mask)
+        box = glyph_box(mask)
         if kind is not None and box is not None:
             if kind in MASK_TYPES:
-                donor = _glyph_mask(rng.choice([c for c in donors if c != ch]), x, pad_y, font, ink.shape)
+                donor_ch = rng.choice([c for c in donors if c != ch])  # drawn for every kind: the same random stream
+                donor = _glyph_mask(donor_ch, x, pad_y, font, ink.shape) if kind == "strokes" else None
                 mask, applied = damage_mask(kind, ch, mask, donor, rng, (box[0], height - box[1]))
             elif kind == "fuse":
                 applied = ["fuse:overlap"]

@@ -37,6 +37,12 @@ def _evidence_flags(lines: list[Any], min_prob: float = 0.9, min_margin: float =
     ]
 
 
+def clean_flagged(model: Any, threshold: float, clean: list[Any]) -> float:
+    """The share of the decoded characters of clean lines that the detector flags at ``threshold``."""
+    n_clean = max(1, sum(ch != " " for line in clean for ch in line.decoded))
+    return sum(map(len, _learned_flags(model, clean, threshold))) / n_clean
+
+
 MAX_CLEAN_FLAGGED = 0.02  # a reward sees mostly clean text: at most 2 % of clean characters may be flagged
 
 
@@ -45,9 +51,8 @@ def choose_threshold(model: Any, clean: list[Any], edited: list[Any]) -> tuple[f
     one false flag in ten characters halves S_Q), and the validation figures at it."""
     from verirl.rewards.textpecker import detector as det
 
-    n_clean = max(1, sum(ch != " " for line in clean for ch in line.decoded))
     for threshold in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
-        flagged = sum(map(len, _learned_flags(model, clean, threshold))) / n_clean
+        flagged = clean_flagged(model, threshold, clean)
         if flagged <= MAX_CLEAN_FLAGGED or threshold == 0.95:
             f1 = det.f1_scores(edited, _learned_flags(model, edited, threshold))["f1"]
             return threshold, {"clean_flagged": round(flagged, 4), "f1": round(f1, 4)}
@@ -67,17 +72,12 @@ def _by_damage(model: Any, threshold: float, lines: dict[str, list[Any]]) -> dic
     }
 
 
-def _clean_flagged(model: Any, threshold: float, clean: list[Any]) -> float:
-    n_clean = max(1, sum(ch != " " for line in clean for ch in line.decoded))
-    return round(sum(map(len, _learned_flags(model, clean, threshold))) / n_clean, 4)
-
-
 def run(
     out: Path,
     n_train: int = 10000,
     n_heldout: int = 800,
     n_per_damage: int = 150,
-    epochs: int = 20,
+    epochs: int = 14,
     seed: int = 1,
     scripts: tuple[str, ...] = ("en", "zh"),
     log: Any = print,
@@ -135,7 +135,7 @@ def run(
             "learned": det.f1_scores(lines, flags),
             "evidence_thresholds": det.f1_scores(lines, _evidence_flags(lines)),
             "plain_ocr": det.plain_ocr_f1(lines),
-            "clean_flagged": _clean_flagged(model, threshold, clean_heldout[script]),
+            "clean_flagged": round(clean_flagged(model, threshold, clean_heldout[script]), 4),
             "by_damage": _by_damage(model, threshold, per_damage[script]),
             "all_characters": {
                 "learned": det.f1_scores(lines, flags, "all"),
