@@ -8,6 +8,10 @@ wall time of training, and seconds per sampled completion; then per row mean ± 
     gain_ratio=X   (online DPO's accuracy gain over GRPO's; target >= 0.9)
     time_per_sample_ratio=Y   (online DPO's training seconds per sample over GRPO's; target <= 1)
 
+The third row, ``online_dpo_flash``, ranks each group with a trained FlashEvaluator instead of ``number_match``
+(``--evaluator DIR``, e.g. ``runs/flash-evaluator/evaluator`` from ``recipes/flash-evaluator.yaml``); it runs when
+that directory exists. Finished runs are read back, so rows can be run separately (``--rows``).
+
     OMP_NUM_THREADS=2 .venv/bin/python bench/online_dpo_vs_grpo.py [--seeds 0 1 2] [--scale 1.0]
 """
 
@@ -38,6 +42,9 @@ def run(row: str, seed: int, args: argparse.Namespace) -> dict:
             recipe["args"]["seed"] = seed
             recipe["online_dpo"]["rounds"] = max(1, round(4 * args.scale))
             recipe["online_dpo"]["eval_every_round"] = False
+            if row == "online_dpo_flash":
+                member = {"name": "flash_evaluator", "args": {"model": str(Path(args.evaluator).resolve())}}
+                recipe["rewards"] = [{"mixture": {"name": "flash", "members": [member]}}]
         recipe["output_dir"] = str(out)
         path = out.with_suffix(".yaml")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +68,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply both sample budgets")
     parser.add_argument("--runs", default="runs/online-dpo-vs-grpo")
+    parser.add_argument("--evaluator", default="runs/flash-evaluator/evaluator", help="trained FlashEvaluator")
+    parser.add_argument("--rows", nargs="+", default=["grpo", "online_dpo", "online_dpo_flash"])
     args = parser.parse_args()
-    rows: dict[str, list[dict]] = {"grpo": [], "online_dpo": []}
+    if "online_dpo_flash" in args.rows and not Path(args.evaluator).is_dir():
+        print(f"no FlashEvaluator at {args.evaluator}: the online_dpo_flash row is skipped", flush=True)
+        args.rows.remove("online_dpo_flash")
+    rows: dict[str, list[dict]] = {row: [] for row in args.rows}
     for seed in args.seeds:
         for row in rows:
             figures = run(row, seed, args)
@@ -80,8 +92,11 @@ def main() -> None:
         per_sample[row] = statistics.fmean(r["seconds"] / r["samples"] for r in runs)
         print(f"{row:10s} after {mean_sd([r['after'] for r in runs])} %  gain {gains[row]:+.1f} points  "
               f"{per_sample[row]:.2f} s/sample")  # fmt: skip
-    print(f"gain_ratio={gains['online_dpo'] / gains['grpo'] if gains['grpo'] else float('nan'):.2f} "
-          f"time_per_sample_ratio={per_sample['online_dpo'] / per_sample['grpo']:.2f}")  # fmt: skip
+    if "grpo" not in rows:
+        return
+    for row in [r for r in rows if r != "grpo"]:
+        print(f"{row}: gain_ratio={gains[row] / gains['grpo'] if gains['grpo'] else float('nan'):.2f} "
+              f"time_per_sample_ratio={per_sample[row] / per_sample['grpo']:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,9 +26,21 @@ def cpu_bf16(monkeypatch):
 def test_bf16_falls_back_to_float32_only_where_emulated(cpu_bf16, native, expected):
     cpu_bf16(native)
     assert cpu_only({"bf16": True}) == expected
+    assert cpu_only({}) == expected  # unset: TRL's configs default to bf16, so it is emulated there too
+    assert cpu_only({"bf16": None}) == expected
+    assert cpu_only({"fp16": True}) == {"use_cpu": True}  # TRL leaves bf16 off beside fp16
     assert cpu_only({"bf16": False}) == {"use_cpu": True}  # nothing asked, nothing changed
     assert devices.cpu_autocast_bf16() is native
     assert devices.cpu_autocast_bf16(requested=False) is False
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_engine_dtype_is_float32_where_bf16_would_be_emulated(cpu_bf16, native):
+    cpu_bf16(native)
+    for asked in ("bfloat16", "auto", None):
+        assert devices.cpu_engine_dtype(asked) == (asked if native else "float32")
+    assert devices.cpu_engine_dtype("float16") == "float16"  # asked for explicitly: kept
+    assert devices.cpu_engine_dtype("float32") == "float32"
 
 
 def test_detection_reads_the_processor_flags(monkeypatch):
@@ -52,3 +64,19 @@ def test_a_recipe_asking_bf16_shows_the_fallback_in_its_derived_args(cpu_bf16, t
     path = write_recipe(recipe)
     validated = validate(read_yaml(path), str(path))
     assert validated.args["bf16"] is True and validated.derived["bf16"] is False  # the recipe keeps what it asked
+
+
+def test_a_recipe_silent_on_bf16_trains_in_float32_where_it_would_be_emulated(cpu_bf16, tmp_path, write_recipe):
+    """TRL's configs resolve an unset ``bf16`` to True: on an AVX2-only CPU the quickstart's GRPO step took 333 s."""
+    from verirl.recipes import read_yaml, validate
+    from verirl.rl.config import build_trainer_config
+
+    cpu_bf16(False)
+    path = write_recipe({"trainer": "sft", "model": "smollm2-135m-instruct", "data": {"builtin": "arithmetic"},
+                         "args": {"max_steps": 1}, "output_dir": str(tmp_path / "out")})  # fmt: skip
+    validated = validate(read_yaml(path), str(path))
+    assert "bf16" not in validated.args and validated.derived["bf16"] is False
+    config = build_trainer_config("sft", {**validated.args, **validated.derived}, str(tmp_path / "out"))
+    assert config.bf16 is False
+    cpu_bf16(True)
+    assert build_trainer_config("sft", {**validated.args, **cpu_only({})}, str(tmp_path / "o")).bf16 is True

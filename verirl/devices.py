@@ -36,3 +36,12 @@ def cpu_autocast_bf16(requested: bool = True) -> bool:
     import torch
 
     return requested and not torch.cuda.is_available() and cpu_has_native_bf16()
+
+
+def cpu_engine_dtype(requested: str | None) -> str | None:
+    """The dtype for an inference engine (vLLM) running on this CPU: float32 in place of ``bfloat16`` or ``auto`` (a
+    bf16 checkpoint such as SmolLM2's) where bfloat16 would be emulated -- measured 4x slower or worse than float32
+    with vLLM 0.32's CPU backend on AVX2 (docs/benchmarks.md); float16 and float32 are kept as asked."""
+    if requested in (None, "auto", "bfloat16") and not cpu_has_native_bf16():
+        return "float32"
+    return requested

@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from verirl.devices import cpu_engine_dtype
 from verirl.errors import VerirlError
 from verirl.generators.base import Rollouts, SamplingParams, prompt_text
 from verirl.generators.spec import INSTALL_HINT, EngineOptions, vllm_installed
@@ -184,9 +185,13 @@ class VLLMGenerator(TokenIdGenerator):
         self.tokenizer = tokenizer
         self.model = str(model)
         start = time.time()
+        dtype = self.options.dtype or "auto"  # None: the checkpoint's
+        if _on_cpu() and (fallback := cpu_engine_dtype(dtype)) != dtype:
+            logger.warning("generator.dtype: %s would be emulated on this CPU (no native bfloat16): float32", dtype)
+            dtype = fallback
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "dtype": self.options.dtype or "auto",  # None: the checkpoint's
+            "dtype": dtype,
             "seed": self.options.seed or 0,
             "enforce_eager": self.options.enforce_eager,
             "enable_prefix_caching": self.options.enable_prefix_caching,

@@ -114,17 +114,20 @@ def cpu_only(values: dict[str, Any]) -> dict[str, Any]:
     if torch.cuda.is_available():
         return {}
     derived: dict[str, Any] = {"use_cpu": True}
-    if values.get("bf16") and not cpu_has_native_bf16():
+    requested = values.get("bf16")
+    unset = requested is None  # TRL's configs turn bf16 on when it is not set (unless fp16 is)
+    if (requested or (unset and not values.get("fp16"))) and not cpu_has_native_bf16():
         derived["bf16"] = False
-        _warn_fp32()
+        _warn_fp32(unset)
     return derived
 
 
-@functools.lru_cache(maxsize=1)
-def _warn_fp32() -> None:  # once per process (a recipe is validated more than once)
+@functools.lru_cache(maxsize=2)
+def _warn_fp32(unset: bool) -> None:  # once per process (a recipe is validated more than once)
+    asked = "TRL's default turns it on" if unset else "asked for"
     logging.getLogger("verirl").warning(
-        "args.bf16: this CPU has no native bfloat16 (emulated autocast is ~100x slower): float32 instead "
-        "(VERIRL_CPU_BF16=1 forces bf16)"
+        f"args.bf16: {asked}, but this CPU has no native bfloat16 (emulated autocast is ~100x slower): float32 "
+        "instead (VERIRL_CPU_BF16=1 forces bf16)"
     )
 
 
