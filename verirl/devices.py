@@ -2,8 +2,9 @@
 
 PyTorch's CPU autocast to bfloat16 is fast on processors with bfloat16 instructions (x86 AVX512-BF16 or AMX, Arm's
 BF16 extension) and emulated elsewhere: a SmolLM2-sized matmul measured 120x slower than float32 on a 2-core AMD EPYC
-with AVX2 only (docs/benchmarks.md). Recipes ask for ``bf16: true`` for GPUs and such CPUs; on the others verirl trains
-and generates in float32 instead, and says so. ``VERIRL_CPU_BF16=1`` (or ``0``) overrides the detection.
+with AVX2 only (docs/benchmarks.md). Recipes ask for ``bf16: true`` for GPUs and such CPUs (and TRL's configs turn
+``bf16`` on when a recipe does not set it); on the others verirl trains and generates in float32 instead, and says so
+(vLLM engines too). ``VERIRL_CPU_BF16=1`` (or ``0``) overrides the detection.
 """
 
 from __future__ import annotations

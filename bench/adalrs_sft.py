@@ -1,0 +1,171 @@
+"""AdaLRS on a real SFT stage (issue 19): SmolLM2-135M-Instruct fine-tuned on two-digit multiplication, ``23*17=`` ->
+``391`` as plain text (no chat template: a pretraining-style stage, and short sequences keep a CPU sweep
+affordable).
+
+A sweep of fixed learning rates (``--rates``, cosine schedule, ``--steps`` steps of 8 problems, the same data order)
+finds the best fixed rate by held-out loss (the completion tokens' mean NLL on 200 problems never trained on); then
+``callbacks: [{name: adalrs, window: 8}]`` (the paper's alpha, beta, lambda and search window) starts from 10x below
+and 10x above that rate. Each run is ``verirl train`` on a recipe; finished runs are read back. Prints per run the
+held-out loss, the last-window training loss and the final AdaLRS scale; writes the rates' trajectories to ``--plot``;
+last line:
+
+    from_small=X from_large=Y   (AdaLRS's held-out loss over the best fixed rate's; target <= 1.05 both)
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/adalrs_sft.py [--steps 160] [--rates 3e-5 1e-4 3e-4 1e-3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VERIRL = str(Path(sys.executable).parent / "verirl")
+BATCH = 8
+N_HELD_OUT = 200
+TEMPLATE = "{a}{op}{b}="
+
+
+def write_data(out: Path, steps: int) -> tuple[Path, list[dict]]:
+    from verirl.data import arithmetic
+
+    train, held_out = arithmetic(n_train=steps * BATCH, n_eval=N_HELD_OUT, seed=0, min_operand=2, max_operand=50,
+                                 ops=["*"], template=TEMPLATE)  # fmt: skip
+    pairs = [{"prompt": r["question"], "completion": r["answer"]} for r in train]
+    path = out / "train.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    return path, held_out
+
+
+def train(name: str, rate: float, adalrs: bool, data: Path, args: argparse.Namespace) -> Path:
+    out = Path(args.runs) / name
+    if (out / "model.safetensors").is_file():
+        return out
+    recipe = {
+        "trainer": "sft",
+        "model": "smollm2-135m-instruct",
+        "data": {"path": "json", "data_files": str(data), "n_eval": 1, "seed": 0, "chat": False},
+        "args": {
+            "learning_rate": rate,
+            "max_steps": args.steps,
+            "per_device_train_batch_size": BATCH,
+            "lr_scheduler_type": "cosine",
+            "warmup_steps": max(1, args.steps // 20),
+            "gradient_checkpointing": False,
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "seed": 0,
+            "report_to": "none",
+        },  # fmt: skip
+        "output_dir": str(out),
+    }
+    if adalrs:
+        recipe["callbacks"] = [{"name": "adalrs", "window": args.window}]
+    path = out.with_suffix(".yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    subprocess.run([VERIRL, "train", str(path), "--overwrite"], check=True, cwd=ROOT)
+    return out
+
+
+def held_out_loss(model_dir: Path, rows: list[dict]) -> float:
+    """Mean NLL per completion token (the answer and the end-of-text TRL's SFTTrainer appends to it)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row in rows:
+            prompt = tokenizer(row["question"])["input_ids"]
+            completion = tokenizer(row["answer"])["input_ids"] + [tokenizer.eos_token_id]
+            ids = torch.tensor([prompt + completion])
+            logits = model(ids).logits[0, len(prompt) - 1 : -1]
+            total += float(torch.nn.functional.cross_entropy(logits, ids[0, len(prompt) :], reduction="sum"))
+            count += len(completion)
+    return total / count
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+
+
+def summary(out: Path, rows: list[dict], tail: int) -> dict:
+    cached = out / "held_out.json"
+    if not cached.is_file():
+        cached.write_text(json.dumps({"held_out_loss": held_out_loss(out, rows)}))
+    logged = metrics(out)
+    return {
+        "held_out": json.loads(cached.read_text())["held_out_loss"],
+        "train_tail": sum(m["loss"] for m in logged[-tail:]) / min(tail, len(logged)),
+        "scale": logged[-1].get("adalrs/lr_scale", 1.0),
+        "rates": [(m["step"], m["learning_rate"]) for m in logged],
+    }
+
+
+def plot(results: dict[str, dict], best: str, path: Path, steps: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, res in results.items():
+        if name.startswith("adalrs") or name == best:
+            steps_, rates = zip(*res["rates"], strict=True)
+            style = "-" if name.startswith("adalrs") else "--"
+            ax.plot(steps_, rates, style, label=f"{name} (held-out {res['held_out']:.3f})")
+    ax.axvspan(0.1 * steps, 0.4 * steps, color="0.9", label="AdaLRS search window")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title("AdaLRS on SmolLM2-135M SFT (multiplication answers)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=160)
+    parser.add_argument("--rates", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4, 1e-3])
+    parser.add_argument("--window", type=int, default=8, help="AdaLRS: logged losses per velocity estimate")
+    parser.add_argument("--runs", default="runs/adalrs-sft")
+    parser.add_argument("--plot", default="docs/adalrs_sft.png")
+    args = parser.parse_args()
+    data, rows = write_data(Path(args.runs), args.steps)
+    tail = max(1, args.steps // 10)
+    results: dict[str, dict] = {}
+    for rate in args.rates:
+        name = f"fixed-{rate:g}"
+        results[name] = summary(train(name, rate, False, data, args), rows, tail)
+        res = results[name]
+        print(f"{name}: held-out {res['held_out']:.4f}  train (last {tail}) {res['train_tail']:.4f}", flush=True)
+    best = min((n for n in results), key=lambda n: results[n]["held_out"])
+    best_rate = float(best.removeprefix("fixed-"))
+    print(f"best fixed rate {best_rate:g}: held-out {results[best]['held_out']:.4f}", flush=True)
+    for start, label in ((best_rate / 10, "small"), (best_rate * 10, "large")):
+        name = f"adalrs-from-{label}"
+        results[name] = summary(train(name, start, True, data, args), rows, tail)
+        res = results[name]
+        print(f"{name} (start {start:g}): held-out {res['held_out']:.4f}  train (last {tail}) "
+              f"{res['train_tail']:.4f}  final rate scale x{res['scale']:.3g} -> {start * res['scale']:.3g}",
+              flush=True)  # fmt: skip
+    plot(results, best, Path(args.plot), args.steps)
+    ratios = {k: results[f"adalrs-from-{k}"]["held_out"] / results[best]["held_out"] for k in ("small", "large")}
+    print(" ".join(f"from_{k}={v:.3f}" for k, v in ratios.items()) + "   (target <= 1.05 both)")
+    if not all(math.isfinite(v) for v in ratios.values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
