@@ -68,7 +68,7 @@ def train(name: str, rate: float, adalrs: bool, data: Path, args: argparse.Names
     }
     if adalrs:
         recipe["callbacks"] = [{"name": "adalrs", "window": args.window}]
-    path = out.with_suffix(".yaml")
+    path = out.parent / f"{out.name}.yaml"  # not with_suffix: "fixed-0.0001" has a dot
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     subprocess.run([VERIRL, "train", str(path), "--overwrite"], check=True, cwd=ROOT)
