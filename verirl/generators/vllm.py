@@ -185,8 +185,9 @@ class VLLMGenerator(TokenIdGenerator):
         self.tokenizer = tokenizer
         self.model = str(model)
         start = time.time()
+        on_cpu = _on_cpu()
         dtype = self.options.dtype or "auto"  # None: the checkpoint's
-        if _on_cpu() and (fallback := cpu_engine_dtype(dtype)) != dtype:
+        if on_cpu and (fallback := cpu_engine_dtype(dtype)) != dtype:
             logger.warning("generator.dtype: %s would be emulated on this CPU (no native bfloat16): float32", dtype)
             dtype = fallback
         kwargs: dict[str, Any] = {
@@ -200,7 +201,7 @@ class VLLMGenerator(TokenIdGenerator):
         if self.options.max_model_len:
             kwargs["max_model_len"] = self.options.max_model_len
         chunked = self.options.chunked_prefill
-        if chunked is None and _on_cpu():
+        if chunked is None and on_cpu:
             chunked = False
         if chunked is not None:
             kwargs["enable_chunked_prefill"] = chunked
