@@ -13,6 +13,7 @@ The third row, ``online_dpo_flash``, ranks each group with a trained FlashEvalua
 that directory exists. Finished runs are read back, so rows can be run separately (``--rows``).
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/online_dpo_vs_grpo.py [--seeds 0 1 2] [--scale 1.0]
+        [--set online_dpo.pairs=disjoint --set "args.loss_type=[sigmoid, sft]" --tag disjoint-rpo]
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ VERIRL = str(Path(sys.executable).parent / "verirl")
 
 
 def run(row: str, seed: int, args: argparse.Namespace) -> dict:
-    out = Path(args.runs) / f"{row}-s{seed}"
+    tag = f"-{args.tag}" if args.tag and row != "grpo" else ""
+    out = Path(args.runs) / f"{row}{tag}-s{seed}"
     results = out / "eval_results.json"
     if not (results.is_file() and "after" in json.loads(results.read_text())):
         name = "quickstart.yaml" if row == "grpo" else "online-dpo.yaml"
@@ -45,6 +47,9 @@ def run(row: str, seed: int, args: argparse.Namespace) -> dict:
             if row == "online_dpo_flash":
                 member = {"name": "flash_evaluator", "args": {"model": str(Path(args.evaluator).resolve())}}
                 recipe["rewards"] = [{"mixture": {"name": "flash", "members": [member]}}]
+            for key, value in args.set:
+                section, _, field = key.partition(".")
+                recipe.setdefault(section, {})[field] = value
         recipe["output_dir"] = str(out)
         path = out.with_suffix(".yaml")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +68,13 @@ def run(row: str, seed: int, args: argparse.Namespace) -> dict:
     }
 
 
+def override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key:
+        raise argparse.ArgumentTypeError(f"expected SECTION.FIELD=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -70,6 +82,15 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/online-dpo-vs-grpo")
     parser.add_argument("--evaluator", default="runs/flash-evaluator/evaluator", help="trained FlashEvaluator")
     parser.add_argument("--rows", nargs="+", default=["grpo", "online_dpo", "online_dpo_flash"])
+    parser.add_argument(
+        "--set",
+        type=override,
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=YAML",
+        help="change the online DPO recipe (e.g. online_dpo.pairs=disjoint); with --tag",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the online DPO runs' directories (a variant's name)")
     args = parser.parse_args()
     if "online_dpo_flash" in args.rows and not Path(args.evaluator).is_dir():
         print(f"no FlashEvaluator at {args.evaluator}: the online_dpo_flash row is skipped", flush=True)

@@ -102,6 +102,25 @@ def test_a_failed_trial_restores_weights_and_optimizer_state_exactly():
     assert callback.backtracks == 1 and callback.trial is None
 
 
+def test_after_an_accepted_trial_the_next_waits_for_a_window_at_the_new_rate():
+    """The accepted window's fast descent is not the next trial's baseline: a slower window at the new rate is."""
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = get_scheduler("constant", opt, num_training_steps=100)
+    callback = AdaLRS(AdaLRSConfig(window=3, start=0.0, end=1.0))
+
+    def window(*losses):
+        for loss in losses:
+            callback.observe(loss, 0.5, model, opt, sched)
+
+    window(10, 9, 8)  # base: velocity 1 -> trial x3
+    window(7, 5, 3)  # trial: velocity 2 -> accepted
+    assert (callback.accepted, callback.trial) == (1, None)
+    window(2.5, 2.0, 1.5)  # velocity 0.5 at the new rate: a base window, not a failed trial
+    assert callback.backtracks == 0 and callback.trial is not None and callback.trials == 2
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 3 * 3 * 0.99)
+
+
 def test_nothing_changes_outside_the_search_window():
     callback, opt, _, _ = run_synthetic(0.1, 0, steps=3000, start=0.9, end=1.0)
     assert callback.trials > 0  # searched late

@@ -35,6 +35,17 @@ def test_group_pairs_all_and_best_worst():
     assert text == {"prompt": "p: ", "chosen": "hi", "rejected": "lo"}
 
 
+def test_disjoint_pairs_use_each_completion_once():
+    group = Group("q", ["a", "b", "c", "d", "e", "f"], [1.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+    pairs = group_pairs([group], "disjoint", 0.0)
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("a", "d"), ("c", "b")]  # e vs f: a tie, no pair
+    used = [c for p in pairs for c in (p["chosen"], p["rejected"])]
+    assert len(used) == len(set(used))
+    assert group_pairs([Group("q", ["x", "y", "z"], [0.0, 1.0, 0.5])], "disjoint", 0.6) == [
+        {"prompt": "q", "chosen": "y", "rejected": "x"}
+    ]
+
+
 @pytest.fixture(scope="module")
 def preference_rm(tiny_model_dir, tmp_path_factory):
     """A reward model trained on a trivially learnable preference: 'yes' over 'no'."""
@@ -130,7 +141,7 @@ def test_reward_model_section_is_validated(write_recipe):
     base = {"trainer": "reward_model", "model": "smollm2-135m-instruct", "data": {"builtin": "arithmetic"}}
     for section, message in [
         ({"k": 1}, r"reward_model\.k: expected >= 2"),
-        ({"pairs": "some"}, r"reward_model\.pairs: expected one of: all, best_worst"),
+        ({"pairs": "some"}, r"reward_model\.pairs: expected one of: all, best_worst, disjoint"),
         ({"groups_from": "/nonexistent"}, r"reward_model\.groups_from: not a directory"),
     ]:
         with pytest.raises(VerirlError, match=message):

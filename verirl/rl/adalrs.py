@@ -16,8 +16,10 @@ and rescales the base scheduler (warm-up, cosine, ... keep their shape). Default
 Our design choices, where the paper (no official code) is silent: ``t`` counts the trials so far (not steps); the
 error e is the larger of the two windows' slope standard errors (ordinary least squares) and ``margin`` is the 2; a
 window is ``window`` *logged* losses (``args.logging_steps`` apart: the callback reads the losses the Trainer logs,
-so it works with any Trainer); an "otherwise" trial keeps its weights and returns to η; a trial still open when the
-search window closes returns to η. Backtracking snapshots the trainable parameters and the optimizer state (on the
+so it works with any Trainer); an "otherwise" trial keeps its weights and returns to η; after an accepted trial the
+next trial waits for a window at the new rate (the accepted window's velocity holds the scale-up's transient, and on a
+decelerating loss curve any later window is slower: compared against it, the next trial would fail whatever its
+rate); a trial still open when the search window closes returns to η. Backtracking snapshots the trainable parameters and the optimizer state (on the
 CPU); it assumes each process holds whole parameters (DDP or one process, not FSDP/DeepSpeed sharding). Only
 schedulers that scale ``base_lrs`` by a factor (every ``lr_scheduler_type`` but ``reduce_lr_on_plateau``) can be
 rescaled. The paper's caveat: a loss that does not track progress (an RL policy loss) is no signal: verirl refuses
@@ -152,9 +154,8 @@ class AdaLRS(TrainerCallback):
         if current[0] > base_v + margin:
             self.accepted += 1
             logger.info("adalrs: x%.3g accepted (velocity %.4g > %.4g)", self.trial["factor"], current[0], base_v)
-            self.trial = None
-            self.baseline = current  # the scaled rate is the new base: try again from it
-            self.start_trial(model, optimizer, scheduler)
+            self.trial = None  # the scaled rate is the new base: its velocity is measured afresh before a trial
+            self.baseline = None
         elif current[0] < base_v - margin:
             self.fail(model, optimizer, scheduler, f"velocity {current[0]:.4g} < {base_v:.4g}")
         else:

@@ -4,7 +4,9 @@ the policy the last one trained.
 
 The method: DPO (Rafailov et al., arXiv 2305.18290) on on-policy pairs, as in iterative DPO (Xiong et al., arXiv
 2312.11456) and online AI feedback (Guo et al., arXiv 2402.04792). Our design: the pairs of a group are its best and
-worst completion (``pairs: best_worst``) or every two whose rewards differ by more than ``min_gap`` (``all``); groups
+worst completion (``pairs: best_worst``), every two whose rewards differ by more than ``min_gap`` (``all``), or the
+i-th best with the i-th worst (``disjoint``: each completion in one pair at most, so a round's DPO computes no
+sequence twice); groups
 whose completions all score alike give no pair (counted); the reference is the initial model (``reference: initial``,
 the KL anchor of the iterative-DPO objective) or the policy at the start of the round (``previous``); each round's
 prompts are the next ``prompts_per_round`` rows of the training data (wrapping around); each round runs the recipe's
@@ -58,7 +60,8 @@ class OnlineDPOSpec:
     rounds: int = setting(4, help="sample -> rank -> DPO rounds", ge=1, le=10000)
     k: int = setting(4, help="completions sampled per prompt each round", ge=2, le=256)
     prompts_per_round: int = setting(32, help="prompts sampled each round (the next rows of the data)", ge=1)
-    pairs: str = setting("best_worst", help="best_worst: one pair per group; all: every two that differ",
+    pairs: str = setting("best_worst", help="best_worst: one pair per group; all: every two that differ; disjoint: "
+                         "best with worst, 2nd with 2nd worst, ... (each completion once)",
                          choices=PAIR_MODES)  # fmt: skip
     min_gap: float = setting(0.0, help="a pair's rewards must differ by more than this", ge=0)
     temperature: float = setting(1.0, help="sampling temperature", gt=0)

@@ -1,13 +1,15 @@
 """Preference pairs from labelled groups (K completions of a prompt with their rewards): what the reward-model and
 the online DPO trainers train on. Every two completions whose rewards differ by more than ``min_gap`` make a pair
-(``all``), or only the best and the worst of a group (``best_worst``); equal completions never pair."""
+(``all``), or only the best and the worst of a group (``best_worst``), or each completion at most once: the best with
+the worst, the second best with the second worst, ... while their rewards differ (``disjoint``: up to K/2 pairs per
+group, no completion's sequence computed twice); equal completions never pair."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
-PAIR_MODES = ("all", "best_worst")
+PAIR_MODES = ("all", "best_worst", "disjoint")
 
 
 def group_pairs(
@@ -20,6 +22,8 @@ def group_pairs(
         ranked = sorted(zip(g.rewards, g.candidates, strict=True), key=lambda rc: -rc[0])
         if mode == "best_worst":
             candidates = [(ranked[0], ranked[-1])] if ranked else []
+        elif mode == "disjoint":
+            candidates = [(ranked[i], ranked[-1 - i]) for i in range(len(ranked) // 2)]
         else:
             candidates = list(itertools.combinations(ranked, 2))
         for (r_hi, hi), (r_lo, lo) in candidates:
