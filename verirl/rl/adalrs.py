@@ -19,8 +19,8 @@ window is ``window`` *logged* losses (``args.logging_steps`` apart: the callback
 so it works with any Trainer); an "otherwise" trial keeps its weights and returns to η; after an accepted trial the
 next trial waits for a window at the new rate (the accepted window's velocity holds the scale-up's transient, and on a
 decelerating loss curve any later window is slower: compared against it, the next trial would fail whatever its
-rate); a trial still open when the search window closes returns to η. Backtracking snapshots the trainable parameters and the optimizer state (on the
-CPU); it assumes each process holds whole parameters (DDP or one process, not FSDP/DeepSpeed sharding). Only
+rate); a trial still open when the search window closes returns to η. Backtracking snapshots the trainable
+parameters and the optimizer state (on the CPU); it assumes each process holds whole parameters (DDP or one process, not FSDP/DeepSpeed sharding). Only
 schedulers that scale ``base_lrs`` by a factor (every ``lr_scheduler_type`` but ``reduce_lr_on_plateau``) can be
 rescaled. The paper's caveat: a loss that does not track progress (an RL policy loss) is no signal: verirl refuses
 AdaLRS for GRPO.
