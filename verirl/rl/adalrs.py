@@ -13,17 +13,17 @@ with β′ = 1 / max(λ^t β, 1); a trial is aborted (restored, decayed) as soon
 two consecutive windows of rising loss decay the rate; the search runs only in the [10 %, 40 %] window of training,
 and rescales the base scheduler (warm-up, cosine, ... keep their shape). Defaults α = 3, β = 2, λ = 0.99.
 
-Our design choices, where the paper (no official code) is silent: ``t`` counts the trials so far (not steps); the
-error e is the larger of the two windows' slope standard errors (ordinary least squares) and ``margin`` is the 2; a
-window is ``window`` *logged* losses (``args.logging_steps`` apart: the callback reads the losses the Trainer logs,
-so it works with any Trainer); an "otherwise" trial keeps its weights and returns to η; after an accepted trial the
-next trial waits for a window at the new rate (the accepted window's velocity holds the scale-up's transient, and on a
-decelerating loss curve any later window is slower: compared against it, the next trial would fail whatever its
-rate); a trial still open when the search window closes returns to η. Backtracking snapshots the trainable
-parameters and the optimizer state (on the CPU); it assumes each process holds whole parameters (DDP or one process, not FSDP/DeepSpeed sharding). Only
-schedulers that scale ``base_lrs`` by a factor (every ``lr_scheduler_type`` but ``reduce_lr_on_plateau``) can be
-rescaled. The paper's caveat: a loss that does not track progress (an RL policy loss) is no signal: verirl refuses
-AdaLRS for GRPO.
+Our design choices, where the paper (no official code) is silent: ``t`` counts the trials so far (not steps); the error
+e is the larger of the two windows' slope standard errors (ordinary least squares) and ``margin`` is the 2; a window is
+``window`` *logged* losses (``args.logging_steps`` apart: the callback reads the losses the Trainer logs, so it works
+with any Trainer); an "otherwise" trial keeps its weights and returns to η; after an accepted trial the next trial
+waits for a window at the new rate (the accepted window's velocity holds the scale-up's transient, and on a
+decelerating loss curve any later window is slower: compared against it, the next trial would fail whatever its rate);
+a trial still open when the search window closes returns to η. Backtracking snapshots the trainable parameters and the
+optimizer state (on the CPU); it assumes each process holds whole parameters (DDP or one process, not FSDP/DeepSpeed
+sharding). Only schedulers that scale ``base_lrs`` by a factor (every ``lr_scheduler_type`` but
+``reduce_lr_on_plateau``) can be rescaled. The paper's caveat: a loss that does not track progress (an RL policy loss)
+is no signal: verirl refuses AdaLRS for GRPO.
 """
 
 from __future__ import annotations
