@@ -58,6 +58,21 @@ def test_two_rounds_train_on_ranked_pairs_and_record_each_round(tiny_model_dir, 
     assert (out / "round-model" / "config.json").is_file() and not (out / "round-1").exists()
 
 
+def test_disjoint_pairs_with_dpo_plus_nll_as_the_recipe_trains(tiny_model_dir, tmp_path, write_recipe):
+    """recipes/online-dpo.yaml's choices: each completion in one pair at most, and TRL's sigmoid + sft losses."""
+    from verirl.worker import train
+
+    out = tmp_path / "odpo"
+    recipe = recipe_for(tiny_model_dir, out, rounds=1, pairs="disjoint")
+    recipe["args"]["loss_type"] = ["sigmoid", "sft"]
+    results = train(str(write_recipe(recipe)))
+    (round_1,) = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert 0 < round_1["pairs"] <= 4 * 4 // 2  # at most k/2 pairs from each of the 4 groups
+    first = next(json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line)
+    assert first["loss"] > 0.7  # plain DPO starts at ln 2 = 0.693 (policy = reference); the NLL term adds to it
+    assert results["train"]["pairs"] == round_1["pairs"]
+
+
 def test_resume_continues_after_the_last_finished_round(tiny_model_dir, tmp_path, write_recipe):
     from verirl.worker import train
 
