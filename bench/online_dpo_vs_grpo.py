@@ -51,7 +51,7 @@ def run(row: str, seed: int, args: argparse.Namespace) -> dict:
                 section, _, field = key.partition(".")
                 recipe.setdefault(section, {})[field] = value
         recipe["output_dir"] = str(out)
-        path = out.with_suffix(".yaml")
+        path = out.parent / f"{out.name}.yaml"  # not with_suffix: a tag may hold a dot
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(recipe, sort_keys=False))
         subprocess.run([VERIRL, "train", str(path), "--overwrite"], check=True, cwd=ROOT)
@@ -92,6 +92,8 @@ def main() -> None:
     )
     parser.add_argument("--tag", default="", help="suffix of the online DPO runs' directories (a variant's name)")
     args = parser.parse_args()
+    if args.set and not args.tag:
+        parser.error("--set needs --tag: a variant's runs must not be read back as the recipe's")
     if "online_dpo_flash" in args.rows and not Path(args.evaluator).is_dir():
         print(f"no FlashEvaluator at {args.evaluator}: the online_dpo_flash row is skipped", flush=True)
         args.rows.remove("online_dpo_flash")

@@ -5,12 +5,11 @@ the policy the last one trained.
 The method: DPO (Rafailov et al., arXiv 2305.18290) on on-policy pairs, as in iterative DPO (Xiong et al., arXiv
 2312.11456) and online AI feedback (Guo et al., arXiv 2402.04792). Our design: the pairs of a group are its best and
 worst completion (``pairs: best_worst``), every two whose rewards differ by more than ``min_gap`` (``all``), or the
-i-th best with the i-th worst (``disjoint``: each completion in one pair at most, so a round's DPO computes no
-sequence twice); groups
-whose completions all score alike give no pair (counted); the reference is the initial model (``reference: initial``,
-the KL anchor of the iterative-DPO objective) or the policy at the start of the round (``previous``); each round's
-prompts are the next ``prompts_per_round`` rows of the training data (wrapping around); each round runs the recipe's
-``args`` (epochs or ``max_steps`` per round) with the seed advanced by the round.
+i-th best with the i-th worst (``disjoint``: each completion in one pair at most, so a round's DPO computes no sequence
+twice); groups whose completions all score alike give no pair (counted); the reference is the initial model
+(``reference: initial``, the KL anchor of the iterative-DPO objective) or the policy at the start of the round
+(``previous``); each round's prompts are the next ``prompts_per_round`` rows of the training data (wrapping around);
+each round runs the recipe's ``args`` (epochs or ``max_steps`` per round) with the seed advanced by the round.
 
 Why not TRL's experimental ``OnlineDPOTrainer``: it samples exactly two completions per prompt (``num_generations`` is
 fixed at 2 in TRL 1.16) and scores them one by one, so it cannot rank a group of K, build every pair of a group, or
@@ -39,7 +38,7 @@ from verirl import outputs
 from verirl.cards import CardInfo
 from verirl.errors import RecipeError
 from verirl.rl.config import cpu_only
-from verirl.rl.preference_pairs import PAIR_MODES, group_pairs
+from verirl.rl.preference_pairs import PAIR_MODES, PAIRS_HELP, group_pairs
 from verirl.rl.recipe_callbacks import callbacks_section
 from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
@@ -60,9 +59,7 @@ class OnlineDPOSpec:
     rounds: int = setting(4, help="sample -> rank -> DPO rounds", ge=1, le=10000)
     k: int = setting(4, help="completions sampled per prompt each round", ge=2, le=256)
     prompts_per_round: int = setting(32, help="prompts sampled each round (the next rows of the data)", ge=1)
-    pairs: str = setting("best_worst", help="best_worst: one pair per group; all: every two that differ; disjoint: "
-                         "best with worst, 2nd with 2nd worst, ... (each completion once)",
-                         choices=PAIR_MODES)  # fmt: skip
+    pairs: str = setting("best_worst", help=PAIRS_HELP, choices=PAIR_MODES)
     min_gap: float = setting(0.0, help="a pair's rewards must differ by more than this", ge=0)
     temperature: float = setting(1.0, help="sampling temperature", gt=0)
     max_new_tokens: int = setting(64, help="tokens per sampled completion", ge=1)

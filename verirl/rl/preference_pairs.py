@@ -10,6 +10,7 @@ import itertools
 from typing import Any
 
 PAIR_MODES = ("all", "best_worst", "disjoint")
+PAIRS_HELP = "all: every two that differ; best_worst: one per group; disjoint: i-th best with i-th worst (each once)"
 
 
 def group_pairs(

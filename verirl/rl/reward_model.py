@@ -29,7 +29,7 @@ from verirl import outputs
 from verirl.cards import CardInfo
 from verirl.errors import RecipeError, VerirlError
 from verirl.rl.config import cpu_only
-from verirl.rl.preference_pairs import PAIR_MODES, group_pairs, preference_row
+from verirl.rl.preference_pairs import PAIR_MODES, PAIRS_HELP, group_pairs, preference_row
 from verirl.rl.recipe_callbacks import callbacks_section
 from verirl.rl.registry import register
 from verirl.rl.trainer import Section, Trainer
@@ -46,8 +46,7 @@ class RewardModelSpec:
     k: int = setting(8, help="completions sampled per prompt (labelled by the first reward)", ge=2)
     temperature: float = setting(1.0, help="sampling temperature of the completions", ge=0)
     max_new_tokens: int = setting(32, help="tokens per completion", ge=1)
-    pairs: str = setting("all", help="all: every two completions whose rewards differ; best_worst: one per group; "
-                         "disjoint: i-th best with i-th worst", choices=PAIR_MODES)  # fmt: skip
+    pairs: str = setting("all", help=PAIRS_HELP, choices=PAIR_MODES)
     min_gap: float = setting(0.0, help="a pair's rewards must differ by more than this", ge=0)
     groups_from: str | None = setting(None, help="reuse groups_train.jsonl / groups_eval.jsonl from this directory")
     calibration_samples: int = setting(512, help="training completions scored for the verifier's center/scale", ge=2)
