@@ -1,7 +1,8 @@
 """The search agent's speed, measured side by side in one run (this machine is noisy; ratios only):
 
 * ``retrieval_ms_p50=`` — hybrid text search (BM25 + MiniLM, RRF) over the full ``wiki-vital`` corpus, with the
-  held-out 2-hop questions as queries (target <= 20 ms);
+  held-out 2-hop questions as queries (target <= 20 ms); and ``dense_query_ms_p50``: a query's dense similarities by
+  the shipped path vs sentence-transformers' ``encode``, interleaved;
 * ``episodes_per_s_vllm_vs_hf=`` — whole planner episodes (greedy, every turn and the tools) with the planner's turns
   on a vLLM engine (``EnginePlanner``, token ids in and out) vs transformers ``generate`` (``Planner``), same
   questions, same model, engine start-up excluded and printed (target >= 3);
@@ -10,6 +11,7 @@
   ``search/answerer_seconds``, ``step_time``).
 
     python bench/search_agent.py --model runs/search-agent-sft [--episodes 16] [--skip-vllm] [--skip-grpo]
+    python bench/search_agent.py --episodes 0 --skip-grpo      # retrieval only
 """
 
 from __future__ import annotations
@@ -44,6 +46,30 @@ def retrieval(n: int) -> None:
     print(
         f"retrieval_ms_p50={statistics.median(times):.2f} retrieval_ms_p95={p95:.2f} queries={len(times)}", flush=True
     )
+    query_vectors(retriever.text_index._dense_index(), [row["question"] for row in rows])
+
+
+def query_vectors(embeddings: object, queries: list[str]) -> None:
+    """A query's dense-similarity time, the shipped path (the model's modules) vs sentence-transformers' ``encode``
+    (its per-call device scan and ``eval()``), interleaved on the same queries."""
+    from verirl.search.text_index import _encoder, _one_thread, query_similarities
+
+    model = _encoder()
+
+    def with_encode(query: str) -> None:
+        with _one_thread(True):
+            q = model.encode([query], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)[0]
+            embeddings @ q  # type: ignore[operator]
+
+    times: dict[str, list[float]] = {"encode": [], "shipped": []}
+    for query in queries:
+        for name, call in (("encode", with_encode), ("shipped", lambda q: query_similarities(embeddings, q))):
+            start = time.perf_counter()
+            call(query)
+            times[name].append((time.perf_counter() - start) * 1000)
+    p50 = {name: statistics.median(t) for name, t in times.items()}
+    print(f"dense_query_ms_p50 encode={p50['encode']:.2f} shipped={p50['shipped']:.2f} "
+          f"shipped_vs_encode={p50['shipped'] / p50['encode']:.2f}", flush=True)  # fmt: skip
 
 
 def episodes(model: str, n: int, skip_vllm: bool) -> None:
@@ -132,7 +158,8 @@ def main() -> None:
     parser.add_argument("--skip-grpo", action="store_true")
     args = parser.parse_args()
     retrieval(args.queries)
-    episodes(args.model, args.episodes, args.skip_vllm)
+    if args.episodes > 0:
+        episodes(args.model, args.episodes, args.skip_vllm)
     if not args.skip_grpo:
         grpo_split(args.model, args.grpo_steps)
 

@@ -186,6 +186,18 @@ def test_rrf_prefers_agreement():
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
 
 
+def test_query_vector_is_the_one_encode_gives(text_index):
+    """Queries skip ``encode``'s bookkeeping; the similarities must still be those of ``encode``'s vector."""
+    import numpy as np
+
+    from verirl.search.text_index import encode, query_similarities
+
+    embeddings = text_index._dense_index()
+    for query in ("capital of France", "a river that flows through several countries in Europe", "x"):
+        expected = embeddings @ encode([query])[0]
+        np.testing.assert_allclose(query_similarities(embeddings, query), expected, atol=1e-5)
+
+
 def test_concurrent_searches_agree(text_index):
     queries = [q for q, _ in PARAPHRASE[:8]]
     expected = [text_index.search(q) for q in queries]
