@@ -395,3 +395,17 @@ def test_sft_trainer_runs_the_cold_start_recipe(files, tmp_path):
     assert [r["step"] for r in records if "loss" in r] == [1, 2]
     saved = (tmp_path / "sft" / "chat_template.jinja").read_text()
     assert "<tool_call>" in saved  # the planner keeps the tool-capable template for GRPO
+
+
+def test_an_unreachable_answerer_server_is_one_line_naming_the_url():
+    import socket
+
+    from verirl.errors import VerirlError
+    from verirl.search.answerer import build_answerer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    with pytest.raises(VerirlError, match=rf"^answerer http://127.0.0.1:{port}/v1/models: .*refused") as info:
+        build_answerer(f"http://127.0.0.1:{port}", "unused")
+    assert "\n" not in str(info.value)
