@@ -11,7 +11,8 @@ last line:
 
     from_small=X from_large=Y   (AdaLRS's held-out loss over the best fixed rate's; target <= 1.05 both)
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/adalrs_sft.py [--steps 160] [--rates 3e-5 1e-4 3e-4 1e-3]
+    OMP_NUM_THREADS=2 .venv/bin/python bench/adalrs_sft.py [--steps 160] [--rates 3e-5 1e-4 3e-4 1e-3] [--window 8]
+        [--max-operand 50] [--runs runs/adalrs-sft] [--plot docs/adalrs_sft.png]
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ N_HELD_OUT = 200
 TEMPLATE = "{a}{op}{b}="
 
 
-def write_data(out: Path, steps: int) -> tuple[Path, list[dict]]:
+def write_data(out: Path, steps: int, max_operand: int) -> tuple[Path, list[dict]]:
     from verirl.data import arithmetic
 
-    train, held_out = arithmetic(n_train=steps * BATCH, n_eval=N_HELD_OUT, seed=0, min_operand=2, max_operand=50,
-                                 ops=["*"], template=TEMPLATE)  # fmt: skip
+    train, held_out = arithmetic(n_train=steps * BATCH, n_eval=N_HELD_OUT, seed=0, min_operand=2,
+                                 max_operand=max_operand, ops=["*"], template=TEMPLATE)  # fmt: skip
     pairs = [{"prompt": r["question"], "completion": r["answer"]} for r in train]
     path = out / "train.jsonl"
     out.mkdir(parents=True, exist_ok=True)
@@ -139,10 +140,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--rates", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4, 1e-3])
     parser.add_argument("--window", type=int, default=8, help="AdaLRS: logged losses per velocity estimate")
+    parser.add_argument("--max-operand", type=int, default=50, help="factors in 2..N (2..50: 2,401 problems)")
     parser.add_argument("--runs", default="runs/adalrs-sft")
     parser.add_argument("--plot", default="docs/adalrs_sft.png")
     args = parser.parse_args()
-    data, rows = write_data(Path(args.runs), args.steps)
+    data, rows = write_data(Path(args.runs), args.steps, args.max_operand)
     tail = max(1, args.steps // 10)
     results: dict[str, dict] = {}
     for rate in args.rates:
