@@ -12,7 +12,7 @@ last line:
     from_small=X from_large=Y   (AdaLRS's held-out loss over the best fixed rate's; target <= 1.05 both)
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/adalrs_sft.py [--steps 160] [--rates 3e-5 1e-4 3e-4 1e-3] [--window 8]
-        [--max-operand 50] [--runs runs/adalrs-sft] [--plot docs/adalrs_sft.png]
+        [--max-operand 50] [--start 0.1] [--runs runs/adalrs-sft] [--plot docs/adalrs_sft.png]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def train(name: str, rate: float, adalrs: bool, data: Path, args: argparse.Names
         "output_dir": str(out),
     }
     if adalrs:
-        recipe["callbacks"] = [{"name": "adalrs", "window": args.window}]
+        recipe["callbacks"] = [{"name": "adalrs", "window": args.window, "start": args.start}]
     path = out.parent / f"{out.name}.yaml"  # not with_suffix: "fixed-0.0001" has a dot
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
@@ -112,7 +112,7 @@ def summary(out: Path, rows: list[dict], tail: int) -> dict:
     }
 
 
-def plot(results: dict[str, dict], best: str, path: Path, steps: int) -> None:
+def plot(results: dict[str, dict], best: str, path: Path, steps: int, start: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,7 +124,7 @@ def plot(results: dict[str, dict], best: str, path: Path, steps: int) -> None:
             steps_, rates = zip(*res["rates"], strict=True)
             style = "-" if name.startswith("adalrs") else "--"
             ax.plot(steps_, rates, style, label=f"{name} (held-out {res['held_out']:.3f})")
-    ax.axvspan(0.1 * steps, 0.4 * steps, color="0.9", label="AdaLRS search window")
+    ax.axvspan(start * steps, 0.4 * steps, color="0.9", label="AdaLRS search window")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4, 1e-3])
     parser.add_argument("--window", type=int, default=8, help="AdaLRS: logged losses per velocity estimate")
     parser.add_argument("--max-operand", type=int, default=50, help="factors in 2..N (2..50: 2,401 problems)")
+    parser.add_argument("--start", type=float, default=0.1, help="AdaLRS: where the search opens (paper: 0.1)")
     parser.add_argument("--runs", default="runs/adalrs-sft")
     parser.add_argument("--plot", default="docs/adalrs_sft.png")
     args = parser.parse_args()
@@ -155,15 +156,18 @@ def main() -> None:
     best = min((n for n in results), key=lambda n: results[n]["held_out"])
     best_rate = float(best.removeprefix("fixed-"))
     print(f"best fixed rate {best_rate:g}: held-out {results[best]['held_out']:.4f}", flush=True)
+    suffix = f"-start{args.start:g}" if args.start != 0.1 else ""  # runs at the paper's opening keep their names
     for start, label in ((best_rate / 10, "small"), (best_rate * 10, "large")):
-        name = f"adalrs-from-{label}"
+        name = f"adalrs-from-{label}{suffix}"
         results[name] = summary(train(name, start, True, data, args), rows, tail)
         res = results[name]
         print(f"{name} (start {start:g}): held-out {res['held_out']:.4f}  train (last {tail}) "
               f"{res['train_tail']:.4f}  final rate scale x{res['scale']:.3g} -> {start * res['scale']:.3g}",
               flush=True)  # fmt: skip
-    plot(results, best, Path(args.plot), args.steps)
-    ratios = {k: results[f"adalrs-from-{k}"]["held_out"] / results[best]["held_out"] for k in ("small", "large")}
+    plot(results, best, Path(args.plot), args.steps, args.start)
+    ratios = {
+        k: results[f"adalrs-from-{k}{suffix}"]["held_out"] / results[best]["held_out"] for k in ("small", "large")
+    }
     print(" ".join(f"from_{k}={v:.3f}" for k, v in ratios.items()) + "   (target <= 1.05 both)")
     if not all(math.isfinite(v) for v in ratios.values()):
         sys.exit(1)
