@@ -150,8 +150,9 @@ def query_similarities(embeddings: np.ndarray, query: str) -> np.ndarray:
     model = _encoder()
     with _ENCODER_LOCK, _one_thread(True), torch.inference_mode():
         # The model's own modules (tokenizer, BERT, mean pooling, normalisation) without ``encode``'s per-call
-        # bookkeeping (a device scan and an ``eval()`` over every module: ~5 of a query's ~20 ms here), so a query's
-        # vector is the one ``encode`` gives (tests/test_search_retrieval.py compares them).
+        # bookkeeping (a device scan and an ``eval()`` over every module); a query's vector is the one ``encode``
+        # gives (tests/test_search_retrieval.py compares them). Measured side by side: 0.3 of a query's 14 ms
+        # (docs/benchmarks.md, "The search agent"), less than first estimated.
         q = model(model.preprocess([query]))["sentence_embedding"][0]
         return (torch.from_numpy(embeddings) @ q.to(torch.float32)).numpy()
 
