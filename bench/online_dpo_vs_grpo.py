@@ -47,6 +47,8 @@ def run(row: str, seed: int, args: argparse.Namespace) -> dict:
             if row == "online_dpo_flash":
                 member = {"name": "flash_evaluator", "args": {"model": str(Path(args.evaluator).resolve())}}
                 recipe["rewards"] = [{"mixture": {"name": "flash", "members": [member]}}]
+                # held-out accuracy stays number_match's: a listwise evaluator scores a lone greedy answer 1
+                recipe.setdefault("eval", {})["reward"] = "number_match"
             for key, value in args.set:
                 section, _, field = key.partition(".")
                 recipe.setdefault(section, {})[field] = value

@@ -181,3 +181,29 @@ def test_pairs_ranked_jointly_by_a_flash_evaluator(tiny_model_dir, tmp_path, wri
     (round_1,) = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert round_1["pairs"] == 4 and round_1["chosen_reward"] == pytest.approx(1.0)
     assert round_1["rejected_reward"] < 1.0
+
+
+def test_a_flash_evaluator_cannot_grade_held_out_answers(tiny_model_dir, tmp_path, write_recipe):
+    """The FlashEvaluator ranks a prompt's K samples; a lone greedy held-out answer always scores 1 there, so as the
+    held-out reward (the first reward, no eval.reward) it would report 100 %: a one-line error instead. Beside a rule
+    that grades one answer, or with eval.reward naming one, the recipe is valid."""
+    from tests.test_flash_evaluator import SMALL
+    from verirl.recipes import read_yaml, validate
+    from verirl.verifiers.flash_evaluator import FlashEvaluator, FlashEvaluatorConfig
+
+    FlashEvaluator(FlashEvaluatorConfig(**SMALL)).save_pretrained(tmp_path / "evaluator")
+    flash = {"name": "flash_evaluator", "args": {"model": str(tmp_path / "evaluator")}}
+    recipe = recipe_for(tiny_model_dir, tmp_path / "out")
+    recipe["rewards"] = [{"mixture": {"name": "flash", "members": [flash]}}]
+    del recipe["eval"]["reward"]
+    path = write_recipe(recipe)
+    with pytest.raises(RecipeError) as caught:
+        validate(read_yaml(path), str(path))
+    message = str(caught.value)
+    assert ": eval.reward: 'flash' only ranks" in message and "number_match" in message and "\n" not in message
+
+    recipe["eval"]["reward"] = "number_match"
+    validate(read_yaml(write_recipe(recipe)), "with eval.reward")
+    recipe["rewards"] = [{"mixture": {"name": "mixed", "members": ["number_match", flash]}}]
+    del recipe["eval"]["reward"]
+    validate(read_yaml(write_recipe(recipe)), "with a rule member")

@@ -10,6 +10,7 @@ from typing import Any
 
 from verirl.errors import RecipeError
 from verirl.generators.base import Generator, SamplingParams
+from verirl.rewards.base import resolve_reward
 from verirl.rewards.guard import GuardedReward
 from verirl.rewards.spec import check_resolves
 from verirl.typecheck import build_dataclass, setting
@@ -37,6 +38,14 @@ def build_eval_spec(value: Any, rewards: list[Any], file: str) -> EvalSpec:
         raise RecipeError(file, "eval.reward", "required when the recipe has no rewards (or set eval.enabled: false)")
     name, args = eval_reward(spec, rewards)
     check_resolves(name, args, file, "eval.reward")
+    if getattr(resolve_reward(name, args), "group_relative", False):  # e.g. a mixture of FlashEvaluators only
+        shown = args.get("name", name) if name == "mixture" else name
+        raise RecipeError(
+            file,
+            "eval.reward",
+            f"{shown!r} only ranks a prompt's completions against each other (a lone held-out answer always scores "
+            "1); name a reward that grades one answer, e.g. number_match",
+        )
     return spec
 
 

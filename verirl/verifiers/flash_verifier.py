@@ -25,6 +25,8 @@ from verirl.verifiers.base import Verdict
 class FlashVerifier:
     """A FlashEvaluator scoring each prompt's completions jointly; score = exp(logit - group max)."""
 
+    group_relative = True  # scores compare a prompt's completions: a lone one scores 1, so it cannot grade held-out
+
     def __init__(self, model: str):
         from pathlib import Path
 

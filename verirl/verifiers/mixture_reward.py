@@ -208,6 +208,12 @@ class MixtureReward:
             built.append(Member(spec, label, verifier, guard))
         return built
 
+    @property
+    def group_relative(self) -> bool:
+        """Every reward member scores only relative to the prompt's other completions (e.g. the FlashEvaluator):
+        the fused score of a lone completion is then a constant, not a grade."""
+        return all(getattr(m.verifier, "group_relative", False) for m in self.rewards)
+
     def __repr__(self) -> str:
         return f"MixtureReward({self.name!r}, members={[m.label for m in self.members]})"
 
