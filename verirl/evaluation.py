@@ -10,7 +10,6 @@ from typing import Any
 
 from verirl.errors import RecipeError
 from verirl.generators.base import Generator, SamplingParams
-from verirl.rewards.base import resolve_reward
 from verirl.rewards.guard import GuardedReward
 from verirl.rewards.spec import check_resolves
 from verirl.typecheck import build_dataclass, setting
@@ -37,9 +36,9 @@ def build_eval_spec(value: Any, rewards: list[Any], file: str) -> EvalSpec:
     if spec.reward is None and not rewards:
         raise RecipeError(file, "eval.reward", "required when the recipe has no rewards (or set eval.enabled: false)")
     name, args = eval_reward(spec, rewards)
-    check_resolves(name, args, file, "eval.reward")
-    if getattr(resolve_reward(name, args), "group_relative", False):  # e.g. a mixture of FlashEvaluators only
-        shown = args.get("name", name) if name == "mixture" else name
+    reward = check_resolves(name, args, file, "eval.reward")
+    if getattr(reward, "group_relative", False):  # e.g. a mixture of FlashEvaluators only
+        shown = getattr(reward, "__name__", name)  # a mixture's own name
         raise RecipeError(
             file,
             "eval.reward",

@@ -94,10 +94,10 @@ def build_reward_specs(value: Any, file: str) -> list[RewardSpec]:
     return specs
 
 
-def check_resolves(name: str, args: dict[str, Any], file: str, key: str) -> None:
-    """Resolve a reward as the trainer will; whatever that raises is one line naming ``key``."""
+def check_resolves(name: str, args: dict[str, Any], file: str, key: str) -> Any:
+    """Resolve a reward as the trainer will and return it; whatever that raises is one line naming ``key``."""
     try:
-        resolve_reward(name, args)
+        return resolve_reward(name, args)
     except VerirlError as exc:
         raise RecipeError(file, key, first_line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a reward class whose constructor fails must not crash validation
