@@ -17,6 +17,7 @@ of both rows (mean ± sd over seeds; target: the mixture ahead by more than 2 sd
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import subprocess
@@ -70,13 +71,29 @@ def grpo(row: str, seed: int, args: argparse.Namespace) -> dict:
         "steps": len(steps),
     }
     if args.n_eval:
-        figures.update(rank(out, args.n_eval))
+        figures.update(rank(out, args.n_eval, start=Path(args.sft)))
     return figures
 
 
-def rank(model: Path, n_eval: int) -> dict[str, float]:
-    """NDCG/HR of ``model`` on ``n_eval`` held-out cases (cached beside it: the eval is the slow part)."""
+def weights_digest(model: Path) -> str:
+    """sha256 of the model's weight files, in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(model.glob("*.safetensors")):
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def rank(model: Path, n_eval: int, start: Path | None = None) -> dict[str, float]:
+    """NDCG/HR of ``model`` on ``n_eval`` held-out cases (cached beside it: the eval is the slow part).
+
+    A run whose weights are byte for byte the starting model's (every group of the exact-hit row scores 0: no
+    gradient, and no weight decay) gets the start's figures: the beam search is deterministic."""
     cache = model / f"rec_eval_{n_eval}.txt"
+    if not cache.is_file() and start is not None and weights_digest(model) == weights_digest(start):
+        start_figures = rank(start, n_eval)
+        cache.write_text(" ".join(f"{k}={v}" for k, v in start_figures.items()) + " same_weights_as_start=1")
     if not cache.is_file():
         result = subprocess.run(
             [VERIRL, "rec", "eval", "--model", str(model), "--n-eval", str(n_eval)] + BF16,
