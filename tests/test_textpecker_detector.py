@@ -157,6 +157,24 @@ def test_every_mask_damage_is_a_visible_change(kind):
     assert expected.get(kind, set()) <= variants
 
 
+def test_a_stray_stroke_stays_in_its_glyphs_columns():
+    """Ink spilled over a neighbour would sit on a character labelled clean: strokes keep to the glyph's box,
+    widened by STRAY_MARGIN of its size on each side, however long or wherever they start."""
+    from verirl.rewards.textpecker.damage import STRAY_MARGIN, add_stray_stroke, glyph_box
+
+    clean = _glyph("i")  # narrow: a stroke as long as the glyph is tall would reach well past it
+    y0, y1, x0, x1 = glyph_box(clean)
+    margin = max(1, round(STRAY_MARGIN * max(y1 - y0, x1 - x0)))
+    reach = []
+    for seed in range(40):
+        out, _ = add_stray_stroke(clean, random.Random(seed))
+        cols = np.nonzero((out & ~clean).any(axis=0))[0]
+        if cols.size:
+            assert cols.min() >= x0 - margin and cols.max() < x1 + margin
+            reach.append(cols.max() - cols.min() + 1)
+    assert len(reach) > 30 and max(reach) > x1 - x0  # strokes were drawn, and some do cross the whole glyph
+
+
 def test_mirror_skips_mirror_pairs_and_symmetric_glyphs():
     from verirl.rewards.textpecker.damage import damage_mask
 

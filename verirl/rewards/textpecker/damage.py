@@ -7,7 +7,7 @@ and extra strokes; its engine edits strokes (delete, add, self-swap; :func:`stro
 =========== ===========================================================================================
 ``strokes``  the paper's stroke edits (delete / add borrowed / swap pieces; partial erasure)
 ``missing``  erased parts of a glyph: a band at any angle, a blob, or several fragments
-``spurious`` a stray stroke (line or arc, the glyph's own stroke width) across or beside the glyph
+``spurious`` a stray stroke (line or arc, the glyph's stroke width) through the glyph, within its own columns
 ``distort``  geometric distortion of the glyph alone: strong shear, sine warp or elastic field
 ``blur``     local Gaussian or motion blur (smear) of the glyph's box (applied to pixels, after rendering)
 ``misalign`` the glyph shifted off the baseline, rotated or scaled about its centre
@@ -16,8 +16,8 @@ and extra strokes; its engine edits strokes (delete, add, self-swap; :func:`stro
 =========== ===========================================================================================
 
 Mask-domain kinds take the glyph's boolean mask (line-sized) and return the damaged mask; a damage that changes
-less than :data:`MIN_CHANGE` of the glyph's ink is retried or falls back to an erasure, so that every label is a
-visible flaw.
+less than :data:`MIN_CHANGE` of the glyph's ink is retried or topped up (erasures; a second stray stroke for
+``spurious``), so that every label is a visible flaw.
 """
 
 from __future__ import annotations
@@ -198,8 +198,12 @@ def erase_part(mask: np.ndarray, rng: random.Random) -> tuple[np.ndarray, str]:
 # --------------------------------------------------------------------------------------------------- spurious
 
 
+STRAY_MARGIN = 0.2  # a stray stroke may reach this share of the glyph's size (box height or width) past its box
+
+
 def add_stray_stroke(mask: np.ndarray, rng: random.Random) -> tuple[np.ndarray, str]:
-    """Draw a line or an arc of the glyph's stroke width across or beside it."""
+    """Draw a line or an arc of the glyph's stroke width across or beside it, kept to the glyph's own columns (its
+    box widened by :data:`STRAY_MARGIN`): ink drawn over a neighbour would sit on a character labelled clean."""
     import cv2
 
     y0, y1, x0, x1 = _box(mask)
@@ -208,16 +212,19 @@ def add_stray_stroke(mask: np.ndarray, rng: random.Random) -> tuple[np.ndarray, 
     ink = np.zeros(mask.shape, np.uint8)
     if rng.random() < 0.6:
         kind = "line"
-        p = (round(rng.uniform(x0 - 0.2 * w, x1 + 0.2 * w)), round(rng.uniform(y0, y1)))
-        length, angle = rng.uniform(0.5, 1.0) * max(h, w), rng.uniform(0, math.pi)
-        q = (round(p[0] + length * math.cos(angle)), round(p[1] + length * math.sin(angle)))
-        cv2.line(ink, p, q, 1, width)
+        cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)  # the line's middle: through the glyph, not beside it
+        half, angle = rng.uniform(0.35, 0.6) * max(h, w), rng.uniform(0, math.pi)
+        dx, dy = half * math.cos(angle), half * math.sin(angle)
+        cv2.line(ink, (round(cx - dx), round(cy - dy)), (round(cx + dx), round(cy + dy)), 1, width)
     else:
         kind = "arc"
         centre = (round(rng.uniform(x0, x1)), round(rng.uniform(y0, y1)))
         axes = (max(2, round(rng.uniform(0.3, 0.6) * w)), max(2, round(rng.uniform(0.2, 0.5) * h)))
         start = rng.uniform(0, 360)
         cv2.ellipse(ink, centre, axes, 0, start, start + rng.uniform(90, 200), 1, width)
+    margin = max(1, round(STRAY_MARGIN * max(h, w)))
+    ink[:, : max(0, x0 - margin)] = 0
+    ink[:, x1 + margin :] = 0
     return mask | ink.astype(bool), kind
 
 
@@ -306,8 +313,8 @@ def damage_mask(
 ) -> tuple[np.ndarray, list[str]]:
     """Damage a glyph mask with ``kind`` (one of :data:`MASK_TYPES`); returns the mask and what was applied
     (``kind:variant`` names). A mirror of a symmetric glyph, or any damage that changes too little, is retried and
-    at last topped up with erasures. ``donor``: another character's mask at the same place, which only the stroke
-    edits borrow from."""
+    at last topped up with erasures (a stray stroke with another stray stroke). ``donor``: another character's mask
+    at the same place, which only the stroke edits borrow from."""
     if not mask.any():
         return mask, []
     if kind == "strokes":
@@ -331,8 +338,12 @@ def damage_mask(
         if changed_enough(out, mask):
             return out, applied
     while not changed_enough(out, mask) and len(applied) < 8:
-        out = out & erase_part(mask, rng)[0]
-        applied.append("missing:topup")
+        if kind == "spurious":  # a second stray stroke: the damage stays added ink only
+            out = out | add_stray_stroke(mask, rng)[0]
+            applied.append("spurious:topup")
+        else:
+            out = out & erase_part(mask, rng)[0]
+            applied.append("missing:topup")
     return out, applied
 
 
