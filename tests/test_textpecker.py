@@ -126,6 +126,20 @@ def test_expected_anomaly_count_sums_the_detectors_probabilities(scorer):
         TextPecker(anomaly_count="soft")
 
 
+def test_a_higher_threshold_flags_fewer_characters(scorer):
+    """``threshold`` replaces the shipped detector's flag threshold: flags are the probabilities above it."""
+    damaged = damage_first_glyph(render("HELLO WORLD"))
+    soft = TextPecker(omega=1.0, anomaly_count="expected", backend=scorer.backend)
+    strict = TextPecker(omega=1.0, anomaly_count="expected", backend=scorer.backend, threshold=0.999999)
+    assert strict.detector.threshold == 0.999999 and soft.detector.threshold < 0.999999
+    s_soft, s_strict = soft.score([damaged], ["HELLO WORLD"])[0], strict.score([damaged], ["HELLO WORLD"])[0]
+    assert s_soft.anomalies and not s_strict.anomalies  # the damaged glyph is flagged at the shipped threshold only
+    assert s_strict.structural == pytest.approx(s_soft.structural)  # the expected count does not use the threshold
+    for bad in (0, 1, 1.5, -0.2):
+        with pytest.raises(ValueError, match="threshold"):
+            TextPecker(threshold=bad)
+
+
 def test_hostile_images_never_break_the_batch(scorer, tmp_path):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
@@ -175,6 +189,17 @@ def test_cli_prints_one_json_object_per_image_in_order(tmp_path):
     assert [r["image"] for r in rows] == [str(tmp_path / "a.png"), str(tmp_path / "missing.png")]
     assert {"semantic", "structural", "reward", "recognized", "anomalies"} <= set(rows[0])
     assert rows[0]["semantic"] == 1.0 and rows[1]["reward"] is None and "no such image" in rows[1]["reason"]
+
+
+def test_cli_refuses_a_threshold_outside_0_1_in_one_line(tmp_path):
+    render("HELLO").save(tmp_path / "a.png")
+    out = subprocess.run(
+        [sys.executable, "-m", "verirl.cli", "score", "textpecker", "--text", "HELLO", "--threshold", "1.5",
+         "--anomaly-count", "expected", str(tmp_path / "a.png")],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip
+    assert out.returncode != 0 and out.stdout == ""
+    assert "threshold must be between 0 and 1" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_backend_reads_the_same_text_as_paddleocrs_own_pipeline(scorer):

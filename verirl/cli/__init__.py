@@ -124,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--omega", type=float, default=1.0, help="anomaly penalty (1: evaluation, 5: training reward)")
     tp.add_argument("--semantic-weight", type=float, default=0.5)
     tp.add_argument("--structural-weight", type=float, default=0.5)
+    tp.add_argument(
+        "--anomaly-count",
+        choices=("flags", "expected"),
+        default="flags",
+        help="N_a: flagged characters or the sum of the detector's probabilities (docs/textpecker.md)",
+    )
+    tp.add_argument("--threshold", type=float, help="the detector's flag probability (default: the shipped one)")
 
     tpk = sub.add_parser("textpecker", parents=[common], help="TextPecker synthesis engine and anomaly detector")
     tsub = tpk.add_subparsers(dest="textpecker_command", metavar="ACTION")

@@ -127,7 +127,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         from verirl.rewards.textpecker import TextPecker
 
         scorer = TextPecker(
-            omega=args.omega, semantic_weight=args.semantic_weight, structural_weight=args.structural_weight
+            omega=args.omega,
+            semantic_weight=args.semantic_weight,
+            structural_weight=args.structural_weight,
+            anomaly_count=args.anomaly_count,
+            threshold=args.threshold,
         )
         scores = scorer.score(args.images, [args.text] * len(args.images))
     except (ValueError, ImportError) as exc:

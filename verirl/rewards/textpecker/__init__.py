@@ -53,6 +53,7 @@ class TextPecker:
         detector: Any = None,
         limit_side_len: int = 736,
         anomaly_count: str = "flags",
+        threshold: float | None = None,
     ):
         for name, value in (("semantic_weight", semantic_weight), ("structural_weight", structural_weight)):
             if value < 0:
@@ -63,7 +64,9 @@ class TextPecker:
             choices = ", ".join(ANOMALY_COUNTS)
             raise ValueError(f"textpecker: anomaly_count must be one of {choices}, got {anomaly_count!r}")
         self.semantic_weight, self.structural_weight, self.omega = semantic_weight, structural_weight, omega
-        self.anomaly_count = anomaly_count
+        if threshold is not None and not 0 < threshold < 1:
+            raise ValueError(f"textpecker: threshold must be between 0 and 1 (a flag probability), got {threshold}")
+        self.anomaly_count, self.threshold = anomaly_count, threshold
         self._backend, self._detector, self._limit = backend, detector, limit_side_len
         self._lock = threading.Lock()
 
@@ -82,6 +85,10 @@ class TextPecker:
             from verirl.rewards.textpecker.detector import default_detector
 
             self._detector = default_detector()
+            if self.threshold is not None:  # the learned detector's flag threshold, in place of the shipped one
+                if not hasattr(self._detector, "threshold"):
+                    raise ValueError("textpecker: threshold needs the learned detector, whose weights are missing")
+                self._detector.threshold = self.threshold
             if hasattr(self._detector, "index"):  # the learned detector compares against the target's characters
                 self._detector.index = self.backend.recognizer.index
         return self._detector
