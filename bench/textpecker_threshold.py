@@ -24,7 +24,7 @@ def main() -> None:
     from verirl.rewards.textpecker import detector as det
     from verirl.rewards.textpecker.ocr import REC_NAME, CTCRecognizer, prepare_models
     from verirl.rewards.textpecker.synth import SCRIPTS, synthesize
-    from verirl.rewards.textpecker.training import _learned_flags, clean_flagged
+    from verirl.rewards.textpecker.training import clean_flagged, learned_flags
 
     recognizer = CTCRecognizer(prepare_models() / REC_NAME)
     learned = det.LearnedDetector(args.weights)
@@ -36,7 +36,7 @@ def main() -> None:
         damaged_lines = synthesize(args.lines * 3 // 4, 8000 + 10 * k, heldout_fonts, script=script)
         damaged = det.read_lines(damaged_lines, recognizer)
         for t in args.thresholds:
-            f1 = det.f1_scores(damaged, _learned_flags(learned.model, damaged, t))["f1"]
+            f1 = det.f1_scores(damaged, learned_flags(learned.model, damaged, t))["f1"]
             print(
                 f"script={script} threshold={t} val_clean={clean_flagged(learned.model, t, validation):.4f} "
                 f"heldout_clean={clean_flagged(learned.model, t, clean):.4f} heldout_f1={f1:.3f}",

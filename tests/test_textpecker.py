@@ -140,6 +140,15 @@ def test_a_higher_threshold_flags_fewer_characters(scorer):
             TextPecker(threshold=bad)
 
 
+def test_a_threshold_without_the_learned_detectors_weights_is_refused(monkeypatch, tmp_path):
+    from verirl.rewards.textpecker import detector
+
+    monkeypatch.setattr(detector, "WEIGHTS", tmp_path / "missing.safetensors")
+    assert isinstance(detector.default_detector(), detector.EvidenceDetector)  # the fallback without a threshold
+    with pytest.raises(ValueError, match="threshold needs the learned detector"):
+        detector.default_detector(0.9)
+
+
 def test_hostile_images_never_break_the_batch(scorer, tmp_path):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))

@@ -84,11 +84,7 @@ class TextPecker:
         if self._detector is None:
             from verirl.rewards.textpecker.detector import default_detector
 
-            self._detector = default_detector()
-            if self.threshold is not None:  # the learned detector's flag threshold, in place of the shipped one
-                if not hasattr(self._detector, "threshold"):
-                    raise ValueError("textpecker: threshold needs the learned detector, whose weights are missing")
-                self._detector.threshold = self.threshold
+            self._detector = default_detector(self.threshold)
             if hasattr(self._detector, "index"):  # the learned detector compares against the target's characters
                 self._detector.index = self.backend.recognizer.index
         return self._detector

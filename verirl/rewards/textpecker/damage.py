@@ -202,8 +202,9 @@ STRAY_MARGIN = 0.2  # a stray stroke may reach this share of the glyph's size (b
 
 
 def add_stray_stroke(mask: np.ndarray, rng: random.Random) -> tuple[np.ndarray, str]:
-    """Draw a line or an arc of the glyph's stroke width across or beside it, kept to the glyph's own columns (its
-    box widened by :data:`STRAY_MARGIN`): ink drawn over a neighbour would sit on a character labelled clean."""
+    """Draw a line through the glyph (its middle inside the glyph's box) or an arc centred in it, of the glyph's stroke
+    width, kept to the glyph's own columns (its box widened by :data:`STRAY_MARGIN`): ink drawn over a neighbour would
+    sit on a character labelled clean."""
     import cv2
 
     y0, y1, x0, x1 = _box(mask)

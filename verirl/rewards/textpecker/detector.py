@@ -244,9 +244,14 @@ class LearnedDetector:
         return [i for i, v in enumerate(self.char_probabilities(line, targets)) if v > self.threshold]
 
 
-def default_detector() -> AnomalyDetector:
-    """The learned detector when its weights are present, else the evidence thresholds."""
-    return LearnedDetector() if WEIGHTS.is_file() else EvidenceDetector()
+def default_detector(threshold: float | None = None) -> AnomalyDetector:
+    """The learned detector when its weights are present (flagging above ``threshold``, default the one stored with
+    the weights), else the evidence thresholds."""
+    if WEIGHTS.is_file():
+        return LearnedDetector(threshold=threshold)
+    if threshold is not None:
+        raise ValueError("textpecker: threshold needs the learned detector, whose weights are missing")
+    return EvidenceDetector()
 
 
 # ------------------------------------------------------------------------------------- training and evaluation

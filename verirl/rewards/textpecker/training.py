@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 
-def _learned_flags(model: Any, lines: list[Any], threshold: float) -> list[list[int]]:
+def learned_flags(model: Any, lines: list[Any], threshold: float) -> list[list[int]]:
+    """Per line, the indices of the non-space characters whose anomaly probability exceeds ``threshold``."""
     from verirl.rewards.textpecker.detector import classify
 
     return [
@@ -40,7 +41,7 @@ def _evidence_flags(lines: list[Any], min_prob: float = 0.9, min_margin: float =
 def clean_flagged(model: Any, threshold: float, clean: list[Any]) -> float:
     """The share of the decoded characters of clean lines that the detector flags at ``threshold``."""
     n_clean = max(1, sum(ch != " " for line in clean for ch in line.decoded))
-    return sum(map(len, _learned_flags(model, clean, threshold))) / n_clean
+    return sum(map(len, learned_flags(model, clean, threshold))) / n_clean
 
 
 MAX_CLEAN_FLAGGED = 0.02  # a reward sees mostly clean text: at most 2 % of clean characters may be flagged
@@ -54,7 +55,7 @@ def choose_threshold(model: Any, clean: list[Any], edited: list[Any]) -> tuple[f
     for threshold in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
         flagged = clean_flagged(model, threshold, clean)
         if flagged <= MAX_CLEAN_FLAGGED or threshold == 0.95:
-            f1 = det.f1_scores(edited, _learned_flags(model, edited, threshold))["f1"]
+            f1 = det.f1_scores(edited, learned_flags(model, edited, threshold))["f1"]
             return threshold, {"clean_flagged": round(flagged, 4), "f1": round(f1, 4)}
     raise AssertionError("unreachable")
 
@@ -65,7 +66,7 @@ def _by_damage(model: Any, threshold: float, lines: dict[str, list[Any]]) -> dic
 
     return {
         kind: {
-            "learned": det.f1_scores(group, _learned_flags(model, group, threshold)),
+            "learned": det.f1_scores(group, learned_flags(model, group, threshold)),
             "plain_ocr": det.plain_ocr_f1(group),
         }
         for kind, group in lines.items()
@@ -122,7 +123,7 @@ def run(
     log(f"threshold {threshold} (validation in the training fonts: {json.dumps(validation)})")
     results: dict[str, Any] = {"threshold": threshold, "validation": validation, "train_lines": len(train), **info}
     for script, lines in heldout.items():
-        flags = _learned_flags(model, lines, threshold)
+        flags = learned_flags(model, lines, threshold)
         # localised: characters the OCR read (the same set for every detector); all: every target character, those
         # the OCR lost counting as flagged for every detector
         results[script] = {
