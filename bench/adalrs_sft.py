@@ -13,6 +13,7 @@ last line:
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/adalrs_sft.py [--steps 160] [--rates 3e-5 1e-4 3e-4 1e-3] [--window 8]
         [--max-operand 50] [--start 0.1] [--runs runs/adalrs-sft] [--plot docs/adalrs_sft.png]
+        [--schedule STEP:SCALE ...]   (replays a search's rates from best / 10, e.g. the search with no wasted trial)
 """
 
 from __future__ import annotations
@@ -20,17 +21,37 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
+from transformers import TrainerCallback
+
+from verirl.rl.adalrs import AdaLRS
 
 ROOT = Path(__file__).resolve().parents[1]
 VERIRL = str(Path(sys.executable).parent / "verirl")
 BATCH = 8
 N_HELD_OUT = 200
 TEMPLATE = "{a}{op}{b}="
+
+
+class StepScale(TrainerCallback):
+    """A fixed piecewise rescaling of the base schedule, ``{step: scale}`` (the scale from that step on): replays the
+    rates a search would have set, without searching (``--schedule``)."""
+
+    def __init__(self, scales: dict[str, float]):
+        self.scales = {int(step): float(scale) for step, scale in scales.items()}
+        self.scale = 1.0
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None,
+                      **kwargs: Any) -> None:  # fmt: skip
+        if state.global_step in self.scales:
+            factor = self.scales[state.global_step] / self.scale
+            AdaLRS.rescale(self, factor, optimizer, lr_scheduler)  # multiplies self.scale by factor
 
 
 def write_data(out: Path, steps: int, max_operand: int) -> tuple[Path, list[dict]]:
@@ -45,7 +66,8 @@ def write_data(out: Path, steps: int, max_operand: int) -> tuple[Path, list[dict
     return path, held_out
 
 
-def train(name: str, rate: float, adalrs: bool, data: Path, args: argparse.Namespace) -> Path:
+def train(name: str, rate: float, adalrs: bool, data: Path, args: argparse.Namespace,
+          schedule: dict[str, float] | None = None) -> Path:  # fmt: skip
     out = Path(args.runs) / name
     if (out / "model.safetensors").is_file():
         return out
@@ -69,10 +91,14 @@ def train(name: str, rate: float, adalrs: bool, data: Path, args: argparse.Names
     }
     if adalrs:
         recipe["callbacks"] = [{"name": "adalrs", "window": args.window, "start": args.start}]
+    if schedule:
+        recipe["callbacks"] = [{"name": "adalrs_sft:StepScale", "scales": schedule}]
     path = out.parent / f"{out.name}.yaml"  # not with_suffix: "fixed-0.0001" has a dot
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    subprocess.run([VERIRL, "train", str(path), "--overwrite"], check=True, cwd=ROOT)
+    paths = [str(ROOT / "bench"), os.environ.get("PYTHONPATH", "")]  # --schedule's callback lives here
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    subprocess.run([VERIRL, "train", str(path), "--overwrite"], check=True, cwd=ROOT, env=env)
     return out
 
 
@@ -144,6 +170,13 @@ def main() -> None:
     parser.add_argument("--start", type=float, default=0.1, help="AdaLRS: where the search opens (paper: 0.1)")
     parser.add_argument("--runs", default="runs/adalrs-sft")
     parser.add_argument("--plot", default="docs/adalrs_sft.png")
+    parser.add_argument(
+        "--schedule",
+        nargs="+",
+        metavar="STEP:SCALE",
+        help="instead of the searches: one run from "
+        "the best rate / 10 whose rate is scaled by SCALE from global step STEP on (replays a search)",
+    )
     args = parser.parse_args()
     data, rows = write_data(Path(args.runs), args.steps, args.max_operand)
     tail = max(1, args.steps // 10)
@@ -156,6 +189,13 @@ def main() -> None:
     best = min((n for n in results), key=lambda n: results[n]["held_out"])
     best_rate = float(best.removeprefix("fixed-"))
     print(f"best fixed rate {best_rate:g}: held-out {results[best]['held_out']:.4f}", flush=True)
+    if args.schedule:
+        scales = dict(item.split(":", 1) for item in args.schedule)
+        name = "schedule-from-small-" + "-".join(f"{k}x{v}" for k, v in scales.items())
+        res = summary(train(name, best_rate / 10, False, data, args, schedule=scales), rows, tail)
+        print(f"{name}: held-out {res['held_out']:.4f}  train (last {tail}) {res['train_tail']:.4f}")
+        print(f"schedule_over_best={res['held_out'] / results[best]['held_out']:.3f}")
+        return
     suffix = f"-start{args.start:g}" if args.start != 0.1 else ""  # runs at the paper's opening keep their names
     for start, label in ((best_rate / 10, "small"), (best_rate * 10, "large")):
         name = f"adalrs-from-{label}{suffix}"
