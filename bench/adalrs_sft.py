@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from transformers import TrainerCallback
 
-from verirl.rl.adalrs import AdaLRS
+from verirl.rl.adalrs import rescale_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 VERIRL = str(Path(sys.executable).parent / "verirl")
@@ -50,8 +50,19 @@ class StepScale(TrainerCallback):
     def on_step_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None,
                       **kwargs: Any) -> None:  # fmt: skip
         if state.global_step in self.scales:
-            factor = self.scales[state.global_step] / self.scale
-            AdaLRS.rescale(self, factor, optimizer, lr_scheduler)  # multiplies self.scale by factor
+            rescale_schedule(self.scales[state.global_step] / self.scale, optimizer, lr_scheduler)
+            self.scale = self.scales[state.global_step]
+
+
+def step_scale(item: str) -> tuple[str, float]:
+    """``--schedule``'s STEP:SCALE (a global step, a positive factor on the configured rate)."""
+    step, _, scale = item.partition(":")
+    try:
+        if int(step) >= 0 and float(scale) > 0:
+            return step, float(scale)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected STEP:SCALE (a step >= 0, a scale > 0), got {item!r}")
 
 
 def write_data(out: Path, steps: int, max_operand: int) -> tuple[Path, list[dict]]:
@@ -173,6 +184,7 @@ def main() -> None:
     parser.add_argument(
         "--schedule",
         nargs="+",
+        type=step_scale,
         metavar="STEP:SCALE",
         help="instead of the searches: one run from "
         "the best rate / 10 whose rate is scaled by SCALE from global step STEP on (replays a search)",
@@ -190,7 +202,7 @@ def main() -> None:
     best_rate = float(best.removeprefix("fixed-"))
     print(f"best fixed rate {best_rate:g}: held-out {results[best]['held_out']:.4f}", flush=True)
     if args.schedule:
-        scales = dict(item.split(":", 1) for item in args.schedule)
+        scales = dict(args.schedule)
         name = "schedule-from-small-" + "-".join(f"{k}x{v}" for k, v in scales.items())
         res = summary(train(name, best_rate / 10, False, data, args, schedule=scales), rows, tail)
         print(f"{name}: held-out {res['held_out']:.4f}  train (last {tail}) {res['train_tail']:.4f}")

@@ -176,16 +176,21 @@ class AdaLRS(TrainerCallback):
         self.window = []
 
     def rescale(self, factor: float, optimizer: Any, scheduler: Any) -> None:
-        """Multiply the scheduler's base rates by ``factor`` and set each group's rate where the schedule is now."""
         self.scale *= factor
-        scheduler.base_lrs = [base * factor for base in scheduler.base_lrs]
-        step = scheduler.last_epoch
-        schedules = zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
-        for group, base, schedule in schedules:
-            group["lr"] = base * schedule(step)
-            if "initial_lr" in group:
-                group["initial_lr"] = base
-        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        rescale_schedule(factor, optimizer, scheduler)
+
+
+def rescale_schedule(factor: float, optimizer: Any, scheduler: Any) -> None:
+    """Multiply a ``LambdaLR``-style scheduler's base rates by ``factor`` and set each group's rate where the schedule
+    is now (warm-up, cosine, ... keep their shape)."""
+    scheduler.base_lrs = [base * factor for base in scheduler.base_lrs]
+    step = scheduler.last_epoch
+    schedules = zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
+    for group, base, schedule in schedules:
+        group["lr"] = base * schedule(step)
+        if "initial_lr" in group:
+            group["initial_lr"] = base
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 def snapshot(model: Any, optimizer: Any) -> dict[str, Any]:
