@@ -6,7 +6,10 @@
 the held-out fonts) and ``heldout_f1`` (lines with every damage kind, held-out fonts), all from seeds train-detector
 (seed 1) does not use, so the reward's ``threshold`` option can be set with its cost in view (docs/textpecker.md).
 
-    python bench/textpecker_threshold.py [--weights FILE] [--lines 200] [--thresholds 0.8 0.85 0.9 0.95]
+    python bench/textpecker_threshold.py [--weights FILE] [--lines 200] [--thresholds 0.8 0.85 0.9 0.95] [--by-font]
+
+``--by-font``: also the clean share flagged in each held-out font alone (``--lines`` clean lines per font), to see
+which unseen designs the false flags come from.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ def main() -> None:
     parser.add_argument("--weights", help="a detector weights file (default: the shipped one)")
     parser.add_argument("--lines", type=int, default=200, help="clean lines per set and script")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95])
+    parser.add_argument("--by-font", action="store_true", help="clean flags per held-out font as well")
     args = parser.parse_args()
 
     from verirl.rewards.textpecker import detector as det
@@ -42,6 +46,11 @@ def main() -> None:
                 f"heldout_clean={clean_flagged(learned.model, t, clean):.4f} heldout_f1={f1:.3f}",
                 flush=True,
             )
+        if args.by_font:
+            for f, font in enumerate(heldout_fonts):
+                one = det.read_lines(synthesize(args.lines, 9000 + 10 * k + f, (font,), 0.0, script), recognizer)
+                shares = " ".join(f"{t}:{clean_flagged(learned.model, t, one):.4f}" for t in args.thresholds)
+                print(f"script={script} font={font} heldout_clean {shares}", flush=True)
 
 
 if __name__ == "__main__":

@@ -277,3 +277,33 @@ def test_detector_threshold_comes_from_the_weights_file(tmp_path):
     assert LearnedDetector(path, threshold=0.5).threshold == 0.5
     with pytest.raises(FileNotFoundError, match="train-detector"):
         LearnedDetector(tmp_path / "missing.safetensors")
+
+
+def test_train_detector_with_weights_rechooses_the_threshold_and_keeps_the_tensors(tmp_path, monkeypatch):
+    pytest.importorskip("paddleocr", reason="the ocr extra is not installed")
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from verirl.rewards.textpecker.detector import WEIGHTS
+    from verirl.rewards.textpecker.training import run
+
+    monkeypatch.setenv("VERIRL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "eval"
+    results = run(out, n_heldout=6, n_per_damage=2, scripts=("en",), weights=WEIGHTS, n_validation=12, log=str)
+    assert "train_lines" not in results and results["evaluated_weights"] == str(WEIGHTS)
+    assert results["validation_lines"] == 12 and results["en"]["heldout_lines"] == 6
+    copied, shipped = load_file(str(out / "detector.safetensors")), load_file(str(WEIGHTS))
+    assert copied.keys() == shipped.keys() and all((copied[k] == shipped[k]).all() for k in shipped)
+    with safe_open(str(out / "detector.safetensors"), "pt") as f:
+        assert float(f.metadata()["threshold"]) == results["threshold"]
+    assert json.loads((out / "detector_metrics.json").read_text())["threshold"] == results["threshold"]
+
+
+def test_train_detector_refuses_weights_that_are_not_a_detector_in_one_line(tmp_path):
+    bad = tmp_path / "notes.safetensors"
+    bad.write_text("not tensors")
+    base = [sys.executable, "-m", "verirl.cli", "textpecker", "train-detector", "--out", str(tmp_path / "o")]
+    for weights, expected in ((bad, "not TextPecker detector weights"), (tmp_path / "none", "no such file")):
+        done = subprocess.run(base + ["--weights", str(weights)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1

@@ -182,9 +182,12 @@ def cmd_textpecker(args: argparse.Namespace) -> int:
             raise VerirlError(f"--out {out}: already holds detector.safetensors; choose another directory")
         if min(args.n_train, args.n_heldout, args.n_per_damage, args.epochs) < 1:
             raise VerirlError("--n-train, --n-heldout, --n-per-damage, --epochs: expected positive numbers")
+        weights = Path(args.weights) if args.weights else None
+        if weights is not None:
+            _check_detector_weights(weights)
         results = run(
             out, args.n_train, args.n_heldout, args.n_per_damage, args.epochs, args.seed,
-            log=lambda m: print(f"[verirl] {m}"),
+            log=lambda m: print(f"[verirl] {m}"), weights=weights,
         )  # fmt: skip
         summary = {
             script: {k: round(results[script][k]["f1"], 3) for k in ("learned", "evidence_thresholds", "plain_ocr")}
@@ -199,6 +202,19 @@ def cmd_textpecker(args: argparse.Namespace) -> int:
         print(f"[verirl] weights and metrics in {out}")
         return 0
     raise VerirlError("textpecker: name an action (synth, train-detector)")
+
+
+def _check_detector_weights(path: Path) -> None:
+    """--weights must be a safetensors file holding the detector's tensors (one line otherwise)."""
+    from verirl.rewards.textpecker.detector import LearnedDetector
+
+    if not path.is_file():
+        raise VerirlError(f"--weights {path}: no such file (expected detector.safetensors from train-detector)")
+    try:
+        LearnedDetector(path)
+    except Exception as exc:  # a corrupt file or another model's tensors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VerirlError(f"--weights {path}: not TextPecker detector weights ({first[:200]})") from exc
 
 
 def cmd_glyph(args: argparse.Namespace) -> int:
