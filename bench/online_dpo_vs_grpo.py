@@ -10,7 +10,10 @@ wall time of training, and seconds per sampled completion; then per row mean ± 
 
 The third row, ``online_dpo_flash``, ranks each group with a trained FlashEvaluator instead of ``number_match``
 (``--evaluator DIR``, e.g. ``runs/flash-evaluator/evaluator`` from ``recipes/flash-evaluator.yaml``); it runs when
-that directory exists. Finished runs are read back, so rows can be run separately (``--rows``).
+that directory exists. ``online_dpo_rule_flash`` ranks with a mixture of both, 0.8 ``number_match`` + 0.2 the
+evaluator (``alpha: 0``, ``guide: mean``): the rule separates right from wrong answers, the evaluator orders answers
+the rule scores alike, so groups with no right answer pair too. Finished runs are read back, so rows can be run
+separately (``--rows``).
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/online_dpo_vs_grpo.py [--seeds 0 1 2] [--scale 1.0]
         [--set online_dpo.pairs=disjoint --set "args.loss_type=[sigmoid, sft]" --tag disjoint-rpo]
@@ -28,6 +31,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+FLASH_ROWS = ("online_dpo_flash", "online_dpo_rule_flash")
 VERIRL = str(Path(sys.executable).parent / "verirl")
 
 
@@ -44,9 +48,14 @@ def run(row: str, seed: int, args: argparse.Namespace) -> dict:
             recipe["args"]["seed"] = seed
             recipe["online_dpo"]["rounds"] = max(1, round(4 * args.scale))
             recipe["online_dpo"]["eval_every_round"] = False
-            if row == "online_dpo_flash":
+            if row in FLASH_ROWS:
                 member = {"name": "flash_evaluator", "args": {"model": str(Path(args.evaluator).resolve())}}
-                recipe["rewards"] = [{"mixture": {"name": "flash", "members": [member]}}]
+                if row == "online_dpo_flash":
+                    recipe["rewards"] = [{"mixture": {"name": "flash", "members": [member]}}]
+                else:  # R = 0.8 number_match + 0.2 evaluator (alpha 0, guide mean: the plain gated mean)
+                    members = [{"name": "number_match", "gate": 0.8}, {**member, "gate": 0.2}]
+                    mixture = {"name": "rule_flash", "alpha": 0.0, "guide": "mean", "members": members}
+                    recipe["rewards"] = [{"mixture": mixture}]
                 # held-out accuracy stays number_match's: a listwise evaluator scores a lone greedy answer 1
                 recipe.setdefault("eval", {})["reward"] = "number_match"
             for key, value in args.set:
@@ -96,9 +105,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.set and not args.tag:
         parser.error("--set needs --tag: a variant's runs must not be read back as the recipe's")
-    if "online_dpo_flash" in args.rows and not Path(args.evaluator).is_dir():
-        print(f"no FlashEvaluator at {args.evaluator}: the online_dpo_flash row is skipped", flush=True)
-        args.rows.remove("online_dpo_flash")
+    for row in [r for r in args.rows if r in FLASH_ROWS and not Path(args.evaluator).is_dir()]:
+        print(f"no FlashEvaluator at {args.evaluator}: the {row} row is skipped", flush=True)
+        args.rows.remove(row)
     rows: dict[str, list[dict]] = {row: [] for row in args.rows}
     for seed in args.seeds:
         for row in rows:
