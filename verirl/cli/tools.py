@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from verirl.errors import VerirlError
+from verirl.errors import VerirlError, first_line
 
 
 def cmd_rewards(args: argparse.Namespace) -> int:
@@ -213,8 +213,7 @@ def _check_detector_weights(path: Path) -> None:
     try:
         LearnedDetector(path)
     except Exception as exc:  # a corrupt file or another model's tensors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VerirlError(f"--weights {path}: not TextPecker detector weights ({first[:200]})") from exc
+        raise VerirlError(f"--weights {path}: not TextPecker detector weights ({first_line(exc)[:200]})") from exc
 
 
 def cmd_glyph(args: argparse.Namespace) -> int:
