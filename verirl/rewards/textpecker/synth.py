@@ -28,8 +28,9 @@ from verirl.rewards.textpecker.appearance import finish_line
 from verirl.rewards.textpecker.damage import DAMAGE_TYPES, MASK_TYPES, blur_region, damage_mask, glyph_box
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-# Latin training faces: DejaVu (Debian), Source Sans Pro (font-source-sans-pro wheel), STIX and Computer Modern
-# (matplotlib's own fonts)
+# Latin training faces: DejaVu (Debian), STIX and Computer Modern (matplotlib's own fonts) and the font-* wheels:
+# Source Sans Pro and Lato (humanist sans), Manrope (geometric sans), Hanken Grotesk (grotesque), Source Serif Pro and
+# Caladea (serif), Intuitive (rounded, informal) and Amatic SC (hand-drawn, small caps)
 TRAIN_FONTS = (
     "DejaVuSans.ttf",
     "DejaVuSerif.ttf",
@@ -51,6 +52,22 @@ TRAIN_FONTS = (
     "cmr10.ttf",
     "cmss10.ttf",
     "cmb10.ttf",
+    "Lato-Regular.ttf",
+    "Lato-Bold.ttf",
+    "Lato-Italic.ttf",
+    "Lato-Light.ttf",
+    "Manrope-Regular.ttf",
+    "Manrope-ExtraBold.ttf",
+    "HankenGrotesk-Regular.otf",
+    "HankenGrotesk-SemiBoldItalic.otf",
+    "SourceSerifPro-Regular.ttf",
+    "SourceSerifPro-It.ttf",
+    "SourceSerifPro-Bold.ttf",
+    "Caladea-Regular.ttf",
+    "Caladea-BoldItalic.ttf",
+    "Intuitive.ttf",
+    "AmaticSC-Regular.ttf",
+    "AmaticSC-Bold.ttf",
 )
 # held out of training, to measure generalisation to unseen designs: the DejaVu monospace family and two more DejaVu
 # faces, Roboto (font-roboto), Fredoka One (rounded; font-fredoka-one), Computer Modern typewriter
@@ -118,6 +135,13 @@ def font_dirs() -> list[Path]:
         ("font_source_sans_pro", "files"),
         ("font_roboto", "files"),
         ("font_fredoka_one", "files"),
+        ("font_lato", "files"),
+        ("font_manrope", "files"),
+        ("font_hanken_grotesk", "files"),
+        ("font_source_serif_pro", "files"),
+        ("font_caladea", "files"),
+        ("font_intuitive", "files"),
+        ("font_amatic_sc", "files"),
     )
     for package, sub in packages:  # located, not imported
         spec = importlib.util.find_spec(package)
