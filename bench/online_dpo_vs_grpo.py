@@ -12,8 +12,9 @@ The third row, ``online_dpo_flash``, ranks each group with a trained FlashEvalua
 (``--evaluator DIR``, e.g. ``runs/flash-evaluator/evaluator`` from ``recipes/flash-evaluator.yaml``); it runs when
 that directory exists. ``online_dpo_rule_flash`` ranks with a mixture of both, 0.8 ``number_match`` + 0.2 the
 evaluator (``alpha: 0``, ``guide: mean``): the rule separates right from wrong answers, the evaluator orders answers
-the rule scores alike, so groups with no right answer pair too. Finished runs are read back, so rows can be run
-separately (``--rows``).
+the rule scores alike, so groups with no right answer pair too (with ``--set online_dpo.min_gap=0.2`` only
+right-against-wrong pairs remain, the evaluator choosing which go together). Finished runs are read back, so rows
+can be run separately (``--rows``).
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/online_dpo_vs_grpo.py [--seeds 0 1 2] [--scale 1.0]
         [--set online_dpo.pairs=disjoint --set "args.loss_type=[sigmoid, sft]" --tag disjoint-rpo]

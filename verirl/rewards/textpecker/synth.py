@@ -123,26 +123,29 @@ class SynthLine:
         return "".join("<#>" if flag else ch for ch, flag in zip(self.text, self.labels, strict=True))
 
 
+# the font-* wheels of the ocr extra (pyproject.toml), by import name
+FONT_WHEELS = (
+    "font_source_sans_pro",
+    "font_roboto",
+    "font_fredoka_one",
+    "font_lato",
+    "font_manrope",
+    "font_hanken_grotesk",
+    "font_source_serif_pro",
+    "font_caladea",
+    "font_intuitive",
+    "font_amatic_sc",
+)
+
+
 def font_dirs() -> list[Path]:
     """Where fonts are looked up: the system DejaVu directory, then the font files shipped in Python packages (the
     CJK fonts of `mplfonts`, matplotlib's DejaVu, STIX and Computer Modern, and the font-* wheels)."""
     import importlib.util
 
     dirs = [FONT_DIR]
-    packages = (
-        ("mplfonts", "fonts"),
-        ("matplotlib", "mpl-data/fonts/ttf"),
-        ("font_source_sans_pro", "files"),
-        ("font_roboto", "files"),
-        ("font_fredoka_one", "files"),
-        ("font_lato", "files"),
-        ("font_manrope", "files"),
-        ("font_hanken_grotesk", "files"),
-        ("font_source_serif_pro", "files"),
-        ("font_caladea", "files"),
-        ("font_intuitive", "files"),
-        ("font_amatic_sc", "files"),
-    )
+    packages = [("mplfonts", "fonts"), ("matplotlib", "mpl-data/fonts/ttf")]
+    packages += [(package, "files") for package in FONT_WHEELS]  # each font-* wheel keeps its faces in files/
     for package, sub in packages:  # located, not imported
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:
@@ -152,14 +155,14 @@ def font_dirs() -> list[Path]:
 
 def font_paths(names: tuple[str, ...]) -> list[Path]:
     """The files of the named faces that are installed (the first directory holding a face wins)."""
-    paths = []
+    dirs, paths = font_dirs(), []
     for name in names:
-        found = next((d / name for d in font_dirs() if (d / name).is_file()), None)
+        found = next((d / name for d in dirs if (d / name).is_file()), None)
         if found is not None:
             paths.append(found)
     if not paths:
         raise FileNotFoundError(
-            f"none of the fonts {', '.join(names)} found in {', '.join(map(str, font_dirs()))} "
+            f"none of the fonts {', '.join(names)} found in {', '.join(map(str, dirs))} "
             "(Latin: Debian fonts-dejavu-core and fonts-dejavu-extra or pip install 'verirl[ocr]'; "
             "Chinese: pip install mplfonts)"
         )
