@@ -8,6 +8,7 @@ verirl's overhead. Rounds alternate (A B A B ...) to spread machine noise over b
 
     python bench/overhead.py            # SmolLM2-135M-Instruct, 4 rounds x 3 steps (~6 min on 2 CPU cores)
     python bench/overhead.py --quick    # tiny random model, seconds
+    python bench/overhead.py --model DIR --fp32 --completion-length 128   # on a GPU: float32, longer completions
 
 Prints one line at the end: ``overhead_ratio=X`` (verirl seconds per step / plain TRL seconds per step).
 """
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny random model (smoke run)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per round")
+    parser.add_argument("--completion-length", type=int, default=24, help="max_completion_length")
+    parser.add_argument("--fp32", action="store_true", help="bf16: false (default: TRL's, bf16 where it runs)")
     args = parser.parse_args()
 
     import torch
@@ -58,13 +61,14 @@ def main() -> None:
                 "max_steps": args.steps,
                 "num_generations": 8,
                 "per_device_train_batch_size": 16,
-                "max_completion_length": 24,
+                "max_completion_length": args.completion_length,
                 "beta": 0.0,
                 "gradient_checkpointing": False,
                 "logging_steps": 1,
                 "save_strategy": "no",
                 "report_to": "none",
                 "disable_tqdm": True,
+                **({"bf16": False} if args.fp32 else {}),
             },
             "output_dir": str(work / "verirl"),
         },
@@ -88,6 +92,9 @@ def main() -> None:
         train_dataset=train_ds,
         processing_class=tokenizer,
     )
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"device: {device}, bf16: {config_verirl.bf16}, 16 completions per step, <= {args.completion_length} tokens")
 
     from transformers import PrinterCallback
 

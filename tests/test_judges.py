@@ -21,19 +21,20 @@ def test_judge_reads_score_and_confidence_from_the_answer_token(judge):
     prompts = [[{"role": "user", "content": "What is 2+2?"}], "What is 3+3?", [{"role": "user", "content": "2+5?"}]]
     completions = ["4", "7", "7"]
     verdicts = judge.verify_batch(prompts, completions)  # batched with left padding, 2 per forward pass
+    tol = 1e-4 if judge.device == "cpu" else 2e-2  # bf16 on a GPU: padded batches round differently
     for prompt, completion, verdict in zip(prompts, completions, verdicts, strict=True):
         text = judge.judge_text(prompt, completion, {})
         assert "<|im_start|>assistant" in text and completion in text
-        ids = judge.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        ids = judge.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(judge.device)
         with torch.inference_mode():
             probs = torch.softmax(judge.model(**ids).logits[0, -1].float(), dim=-1)
         yes = sum(float(probs[t]) for t, v in judge.label_tokens.items() if v == 1.0)
         no = sum(float(probs[t]) for t, v in judge.label_tokens.items() if v == 0.0)
         score = yes / (yes + no)
         entropy = -(score * math.log(score) + (1 - score) * math.log(1 - score)) / math.log(2)
-        assert verdict.score == pytest.approx(score, abs=1e-4)
-        assert verdict_uncertainty(verdict) == pytest.approx(1 - (1 - entropy) * (yes + no), abs=1e-4)
-        assert verdict.details["mass"] == pytest.approx(yes + no, abs=1e-5)
+        assert verdict.score == pytest.approx(score, abs=tol)
+        assert verdict_uncertainty(verdict) == pytest.approx(1 - (1 - entropy) * (yes + no), abs=tol)
+        assert verdict.details["mass"] == pytest.approx(yes + no, abs=tol / 10)
 
 
 def test_judge_template_columns_and_bad_settings(tiny_model_dir, judge):
