@@ -14,6 +14,7 @@ last line:
     OMP_NUM_THREADS=2 .venv/bin/python bench/adalrs_sft.py [--steps 160] [--rates 3e-5 1e-4 3e-4 1e-3] [--window 8]
         [--max-operand 50] [--start 0.1] [--runs runs/adalrs-sft] [--plot docs/adalrs_sft.png]
         [--schedule STEP:SCALE ...]   (replays a search's rates from best / 10, e.g. the search with no wasted trial)
+        [--lora R]   (a LoRA adapter of rank R, alpha 2R, on every linear layer, instead of full fine-tuning)
 """
 
 from __future__ import annotations
@@ -80,11 +81,14 @@ def write_data(out: Path, steps: int, max_operand: int) -> tuple[Path, list[dict
 def train(name: str, rate: float, adalrs: bool, data: Path, args: argparse.Namespace,
           schedule: dict[str, float] | None = None) -> Path:  # fmt: skip
     out = Path(args.runs) / name
-    if (out / "model.safetensors").is_file():
+    if (out / "model.safetensors").is_file() or (out / "adapter_model.safetensors").is_file():
         return out
+    model: Any = "smollm2-135m-instruct"
+    if args.lora:
+        model = {"name": model, "lora": {"r": args.lora, "lora_alpha": 2 * args.lora, "target_modules": "all-linear"}}
     recipe = {
         "trainer": "sft",
-        "model": "smollm2-135m-instruct",
+        "model": model,
         "data": {"path": "json", "data_files": str(data), "n_eval": 1, "seed": 0, "chat": False},
         "args": {
             "learning_rate": rate,
@@ -119,7 +123,12 @@ def held_out_loss(model_dir: Path, rows: list[dict]) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    if (model_dir / "adapter_config.json").is_file():  # --lora: the base model with the trained adapter
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for row in rows:
@@ -180,6 +189,7 @@ def main() -> None:
     parser.add_argument("--max-operand", type=int, default=50, help="factors in 2..N (2..50: 2,401 problems)")
     parser.add_argument("--start", type=float, default=0.1, help="AdaLRS: where the search opens (paper: 0.1)")
     parser.add_argument("--runs", default="runs/adalrs-sft")
+    parser.add_argument("--lora", type=int, default=0, metavar="R", help="train a LoRA adapter of rank R (0: full)")
     parser.add_argument("--plot", default="docs/adalrs_sft.png")
     parser.add_argument(
         "--schedule",
