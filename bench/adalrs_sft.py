@@ -158,7 +158,7 @@ def summary(out: Path, rows: list[dict], tail: int) -> dict:
     }
 
 
-def plot(results: dict[str, dict], best: str, path: Path, steps: int, start: float) -> None:
+def plot(results: dict[str, dict], best: str, path: Path, steps: int, start: float, lora: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,7 +174,7 @@ def plot(results: dict[str, dict], best: str, path: Path, steps: int, start: flo
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
-    ax.set_title("AdaLRS on SmolLM2-135M SFT (multiplication answers)")
+    ax.set_title(f"AdaLRS on SmolLM2-135M {f'LoRA (r={lora}) ' if lora else ''}SFT (multiplication answers)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ def main() -> None:
         print(f"{name} (start {start:g}): held-out {res['held_out']:.4f}  train (last {tail}) "
               f"{res['train_tail']:.4f}  final rate scale x{res['scale']:.3g} -> {start * res['scale']:.3g}",
               flush=True)  # fmt: skip
-    plot(results, best, Path(args.plot), args.steps, args.start)
+    plot(results, best, Path(args.plot), args.steps, args.start, args.lora)
     ratios = {
         k: results[f"adalrs-from-{k}{suffix}"]["held_out"] / results[best]["held_out"] for k in ("small", "large")
     }
