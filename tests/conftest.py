@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,7 +10,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the Hub; the Hub push te
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-VERIRL = str(Path(sys.executable).parent / "verirl")
+# The console script beside this interpreter (a venv), else the one on PATH (e.g. a `pip install --target` layout)
+_BESIDE = Path(sys.executable).parent / "verirl"
+VERIRL = str(_BESIDE) if _BESIDE.exists() else shutil.which("verirl") or str(_BESIDE)
 
 
 def _one_gpu() -> bool:

@@ -4,19 +4,15 @@
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.conftest import ROOT, VERIRL
 from verirl.cli import main
 from verirl.errors import RecipeError
 from verirl.recipes import load_recipe
 from verirl.rl.registry import get_trainer, trainer_names
-
-ROOT = Path(__file__).resolve().parents[1]
-VERIRL = str(Path(sys.executable).parent / "verirl")
 
 
 def _toy(tmp_path, **changes):
