@@ -123,12 +123,8 @@ def held_out_loss(model_dir: Path, rows: list[dict]) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if (model_dir / "adapter_config.json").is_file():  # --lora: the base model with the trained adapter
-        from peft import AutoPeftModelForCausalLM
-
-        model = AutoPeftModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    # a --lora run's directory holds an adapter: transformers loads its base model and attaches it
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for row in rows:
