@@ -9,6 +9,7 @@ from tests.conftest import plain_grpo_config
 from verirl.errors import RewardError
 from verirl.rewards import base
 from verirl.rewards.base import available_rewards, required_columns, resolve_reward, reward
+from verirl.rewards.arithmetic import arithmetic_check, stated_equations
 from verirl.rewards.builtin import exact_match, length_penalty, math_verify, number_match, regex_format
 
 CHAT = [{"role": "assistant", "content": "12 + 34 = 46\nand then more text 99"}]
@@ -61,11 +62,45 @@ def test_math_verify_equivalence():
     assert scores == [1.0, 1.0, 1.0, 0.0]
 
 
+@pytest.mark.parametrize(
+    "completion,expected",
+    [
+        ("9 + 16 = 25", 1.0),
+        ("9 + 16 = 154", 0.0),  # the reward model's favourite in docs/benchmarks.md: a false sum
+        ("The sum is 9+16=25.", 1.0),
+        ("11 + 42 = 11 * 12 = 136", 0.0),  # a chain: every stated result must hold
+        ("9 + 16 = 16 + 9", None),  # an identity states no result: not checked
+        ("25 = 25", None),
+        ("(2 + 3) × 4 = 20.0 and 10 ÷ 4 = 2.5", 1.0),
+        ("1,000 + 24 = 1,024", 1.0),
+        ("−3 + 5 = 2", 1.0),
+        ("25", None),  # no equation: not applicable (a mixture constraint then does not floor)
+        ("The answer is 25.", None),
+        ("x - 9 + 16 = 25", None),  # the left side starts in a word: not plain arithmetic
+        ("2 + 3 = 5x", None),
+        ("2**99999 = 1", None),  # powers are not evaluated
+        ("1 / 0 = 5", None),
+        ("y = 2 + 3 and 2 + 2 = 5", 0.0),
+        ("(" * 300 + "1" + ")" * 300 + " = 1", None),  # too long a side: skipped, not a crash
+        ("12 " * 200_000 + "= 5", None),  # a long run: linear time (a backtracking pattern never returned)
+        (CHAT, 1.0),
+    ],
+)
+def test_arithmetic_check_is_a_label_free_calculator(completion, expected):
+    assert arithmetic_check(None, [completion]) == [expected]
+
+
+def test_stated_equations_lists_each_link_of_a_chain():
+    assert stated_equations("3*4 = 12 = 6+6 = 13") == [("3*4 = 12", True), ("12 = 6+6", True), ("6+6 = 13", False)]
+    assert stated_equations("2+2 = 1+3 = 4.") == [("1+3 = 4.", True)]
+
+
 def test_builtins_are_listed_with_their_origin():
     names = {info.name: info for info in available_rewards()}
     for name in ("number_match", "exact_match", "regex_format", "length_penalty", "math_verify"):
         assert names[name].kind == "builtin"
         assert names[name].origin.startswith("verirl.rewards.builtin:")
+    assert names["arithmetic_check"].origin.startswith("verirl.rewards.arithmetic:")
 
 
 def test_register_decorator_and_duplicate_names():

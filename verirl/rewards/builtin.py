@@ -142,6 +142,7 @@ def majority_vote(prompts: list, completions: list, extractor: str = "last_numbe
     return [float(a is not None and a == majority.get(k)) for k, a in zip(keys, answers, strict=True)]
 
 
+import verirl.rewards.arithmetic  # noqa: E402,F401  (registers "arithmetic_check")
 import verirl.rewards.image_stats  # noqa: E402,F401  (registers "brightness")
 import verirl.rewards.ocr_match  # noqa: E402,F401  (registers the image reward "ocr_match"; OCR loads lazily)
 import verirl.rewards.textpecker  # noqa: E402,F401  (registers the image reward "textpecker"; heavy deps load lazily)
