@@ -8,8 +8,8 @@ import pytest
 from tests.conftest import plain_grpo_config
 from verirl.errors import RewardError
 from verirl.rewards import base
-from verirl.rewards.base import available_rewards, required_columns, resolve_reward, reward
 from verirl.rewards.arithmetic import arithmetic_check, stated_equations
+from verirl.rewards.base import available_rewards, required_columns, resolve_reward, reward
 from verirl.rewards.builtin import exact_match, length_penalty, math_verify, number_match, regex_format
 
 CHAT = [{"role": "assistant", "content": "12 + 34 = 46\nand then more text 99"}]
@@ -69,6 +69,10 @@ def test_math_verify_equivalence():
         ("9 + 16 = 154", 0.0),  # the reward model's favourite in docs/benchmarks.md: a false sum
         ("The sum is 9+16=25.", 1.0),
         ("11 + 42 = 11 * 12 = 136", 0.0),  # a chain: every stated result must hold
+        ("9 + 16 equals 22.", 0.0),  # said in words: the escape a policy found from the '=' form (docs/benchmarks.md)
+        ("9 plus 16 is 25", 1.0),
+        ("9 multiplied by 3 makes 28", 0.0),
+        ("The answer is 25", None),
         ("9 + 16 = 16 + 9", None),  # an identity states no result: not checked
         ("25 = 25", None),
         ("(2 + 3) × 4 = 20.0 and 10 ÷ 4 = 2.5", 1.0),

@@ -4,7 +4,8 @@ A label-free rule verifier (our design, for verifier mixtures, docs/verifier_mix
 result ``a + b = c`` (an '=' between a computation and a bare number, also inside chains ``x * y = z = w + 1``),
 evaluates both sides as plain arithmetic (numbers, ``+ - * /``, ``× ÷``, parentheses; no powers, no names) and scores
 1.0 when every stated result holds, 0.0 when one does not, and ``None`` (not applicable) when the completion states
-none. Identities ("9 + 16 = 16 + 9", "25 = 25") state no result and are not checked. It never sees the answer
+none. It reads results said in words too ("9 plus 16 equals 25", "9 + 16 is 25", "makes", "gives"). Identities
+("9 + 16 = 16 + 9", "25 = 25") state no result and are not checked. It never sees the answer
 column: "2 + 2 = 4" passes under any prompt. So it cannot say that an answer is right, only that the arithmetic the
 completion wrote down is, which makes it a natural *constraint* beside a learnt reward model: it floors the
 "9 + 16 = 154" answers a reward model may learn to like, and is silent on everything else.
@@ -26,6 +27,9 @@ _RUN = re.compile(r"[\d\s.+\-*/()=]+")  # a maximal stretch of arithmetic charac
 _NUMBER = re.compile(r"-?\s*\d+(\.\d+)?")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _SYMBOLS = str.maketrans({"×": "*", "÷": "/", "−": "-"})
+_SAID_EQUALS = re.compile(r"\b(?:is\s+equal\s+to|equals?|is|makes|gives)\b", re.IGNORECASE)  # "9 + 16 equals 25"
+_SAID_OPERATOR = {"plus": "+", "minus": "-", "times": "*", "multiplied by": "*", "divided by": "/"}
+_OPERATOR_WORDS = re.compile(r"\b(" + "|".join(_SAID_OPERATOR) + r")\b", re.IGNORECASE)
 _MAX_SIDE = 80  # characters; longer sides are not checked (no pathological expressions)
 _OPS = {ast.Add: Decimal.__add__, ast.Sub: Decimal.__sub__, ast.Mult: Decimal.__mul__, ast.Div: Decimal.__truediv__}
 
@@ -72,6 +76,8 @@ def stated_equations(text: str) -> list[tuple[str, bool]]:
     ("25 = 25") states no result and is not checked, so an identity cannot buy a pass.
     """
     text = _THOUSANDS.sub("", text.translate(_SYMBOLS))
+    text = _OPERATOR_WORDS.sub(lambda m: _SAID_OPERATOR[" ".join(m.group(1).lower().split())], text)
+    text = _SAID_EQUALS.sub("=", text)
     found = []
     for match in _RUN.finditer(text):
         if "=" not in match.group():
