@@ -11,6 +11,8 @@ with its ``rewards`` replaced:
 * ``calc``: the reward model and the label-free calculator ``arithmetic_check`` (every result the completion states,
   "a + b = c", must hold; not applicable without one) as reward members at equal gates, guide ``min``, and the
   constraint ``number`` (the completion holds a digit; the start's samples nearly all do);
+* ``shown``: ``calc`` with the calculator's ``missing: 0``: a completion that states no result it can check scores 0
+  with it (in ``calc`` the policy learnt to state none, seed 0);
 * ``checked``: the reward model with two constraints and no other reward member: the label-free calculator
   ``arithmetic_check`` (every equation the completion states must hold, else the reward is 0; not applicable to a
   completion without one) and ``short``. Only the reward model gives credit; the constraints only floor (seed 1:
@@ -42,7 +44,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 VERIRL = str(Path(sys.executable).parent / "verirl")
-ROWS = ("rm", "mixture", "calc", "checked", "mixture-min")
+ROWS = ("rm", "mixture", "calc", "shown", "checked", "mixture-min")
 
 
 def rewards(row: str, rm: str) -> list[dict]:
@@ -58,6 +60,11 @@ def rewards(row: str, rm: str) -> list[dict]:
     elif row == "calc":  # the label-free calculator as a reward member, a constraint the start already meets
         members += [
             {"name": "arithmetic_check", "label": "arithmetic"},
+            {"name": "regex_format", "args": {"pattern": "\\d"}, "label": "number", "kind": "constraint"},
+        ]
+    elif row == "shown":  # calc, but a completion that states no result scores 0 with the calculator (show the work)
+        members += [
+            {"name": "arithmetic_check", "args": {"missing": 0.0}, "label": "arithmetic"},
             {"name": "regex_format", "args": {"pattern": "\\d"}, "label": "number", "kind": "constraint"},
         ]
     elif row == "checked":  # constraints only: the calculator floors false equations, the length guard garbage

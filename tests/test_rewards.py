@@ -94,6 +94,15 @@ def test_arithmetic_check_is_a_label_free_calculator(completion, expected):
     assert arithmetic_check(None, [completion]) == [expected]
 
 
+def test_arithmetic_check_missing_scores_a_completion_that_states_no_result():
+    completions = ["25", "9 + 16 = 25", "9 + 16 = 26"]
+    assert arithmetic_check(None, completions, missing=0.0) == [0.0, 1.0, 0.0]
+    assert arithmetic_check(None, completions, missing=0.5) == [0.5, 1.0, 0.0]
+    for bad in (1.5, -0.1, True, "0"):
+        with pytest.raises(ValueError, match="missing"):
+            arithmetic_check(None, completions, missing=bad)
+
+
 def test_stated_equations_lists_each_link_of_a_chain():
     assert stated_equations("3*4 = 12 = 6+6 = 13") == [("3*4 = 12", True), ("12 = 6+6", True), ("6+6 = 13", False)]
     assert stated_equations("2+2 = 1+3 = 4.") == [("1+3 = 4.", True)]

@@ -7,8 +7,9 @@ evaluates both sides as plain arithmetic (numbers, ``+ - * /``, ``× ÷``, paren
 none. It reads results said in words too ("9 plus 16 equals 25", "9 + 16 is 25", "makes", "gives"). Identities
 ("9 + 16 = 16 + 9", "25 = 25") state no result and are not checked. It never sees the answer
 column: "2 + 2 = 4" passes under any prompt. So it cannot say that an answer is right, only that the arithmetic the
-completion wrote down is, which makes it a natural *constraint* beside a learnt reward model: it floors the
-"9 + 16 = 154" answers a reward model may learn to like, and is silent on everything else.
+completion wrote down is. Beside a learnt reward model it marks down the "9 + 16 = 154" answers a reward model may
+learn to like; but a policy can learn to leave it nothing to check (docs/benchmarks.md, "Reward hacking with a
+calculator"), which ``missing`` closes.
 """
 
 from __future__ import annotations
@@ -95,10 +96,24 @@ def stated_equations(text: str) -> list[tuple[str, bool]]:
 
 
 @reward("arithmetic_check")
-def arithmetic_check(prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
-    """Label-free calculator: 1.0 if every equation the completion states holds, 0.0 if one fails, None if none."""
+def arithmetic_check(
+    prompts: list, completions: list, missing: float | None = None, **kwargs: Any
+) -> list[float | None]:
+    """Label-free calculator: 1.0 if every result the completion states holds, 0.0 if one fails.
+
+    A completion that states no result scores ``missing``: ``None`` (not applicable, the default) or a number in
+    [0, 1]; ``missing: 0`` asks for the work to be shown, and closes the exit of answering in a form the calculator
+    cannot read (docs/verifier_mixtures.md).
+    """
+    if missing is not None and (
+        isinstance(missing, bool) or not isinstance(missing, int | float) or not 0 <= missing <= 1
+    ):
+        raise ValueError(f"arithmetic_check: missing must be null or a number in [0, 1], got {missing!r}")
     scores: list[float | None] = []
     for completion in completions:
         equations = stated_equations(completion_text(completion))
-        scores.append(None if not equations else float(all(holds for _, holds in equations)))
+        if not equations:
+            scores.append(None if missing is None else float(missing))
+        else:
+            scores.append(float(all(holds for _, holds in equations)))
     return scores
