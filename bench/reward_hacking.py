@@ -25,7 +25,8 @@ Every row also carries ``number_match`` with weight 0: it does not train, but TR
 Held-out gold accuracy (100 problems, greedy) before and after comes from verirl's eval (``eval.reward:
 number_match``).
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/reward_hacking.py --rm runs/reward-model [--seeds 0 1 2] [--steps 30]
+    OMP_NUM_THREADS=2 .venv/bin/python bench/reward_hacking.py --rm runs/reward-model [--seeds 0 1 2] [--steps 30] \
+        [--rows rm shown] [--scale-rewards group|batch|none]
 
 Prints per run the reward-model score and the gold accuracy every 5 steps, then per row the held-out gold accuracy
 (mean ± sd over seeds) and ``gold_gain[ROW]=X`` (ROW minus rm, points). Target: X >= 10.
@@ -80,8 +81,12 @@ def rewards(row: str, rm: str) -> list[dict]:
     return [{"mixture": {"name": row, "members": members, **options}}, {"name": "number_match", "weight": 0.0}]
 
 
+def name(row: str, seed: int, args: argparse.Namespace) -> str:
+    return f"{row}-s{seed}" if args.scale_rewards == "group" else f"{row}-{args.scale_rewards}-s{seed}"
+
+
 def run(row: str, seed: int, args: argparse.Namespace) -> dict:
-    out = Path(args.runs) / f"{row}-s{seed}"
+    out = Path(args.runs) / name(row, seed, args)
     results = out / "eval_results.json"
     if results.is_file() and "after" in json.loads(results.read_text()):
         return json.loads(results.read_text())
@@ -89,8 +94,10 @@ def run(row: str, seed: int, args: argparse.Namespace) -> dict:
     recipe["rewards"] = rewards(row, args.rm)
     recipe["eval"] = {**recipe.get("eval", {}), "reward": "number_match"}
     recipe["args"].update(max_steps=args.steps, seed=seed, logging_steps=1, save_steps=args.steps)
+    if args.scale_rewards != "group":
+        recipe["args"]["scale_rewards"] = args.scale_rewards
     recipe["output_dir"] = str(out)
-    path = Path(args.runs) / f"{row}-s{seed}.yaml"
+    path = Path(args.runs) / f"{name(row, seed, args)}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     subprocess.run([VERIRL, "train", str(path), "--resume" if out.is_dir() else "--overwrite"], check=True)
@@ -117,6 +124,12 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=["rm", "mixture"], choices=list(ROWS))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--runs", default="runs/reward-hacking")
+    parser.add_argument(
+        "--scale-rewards",
+        default="group",
+        choices=["group", "batch", "none"],
+        help="GRPOConfig.scale_rewards for every row (none: Dr. GRPO's unscaled advantages); runs named ROW-SCALE-sN",
+    )
     args = parser.parse_args()
 
     after: dict[str, list[float]] = {row: [] for row in args.rows}
@@ -127,7 +140,7 @@ def main() -> None:
             after[row].append(100 * results["after"]["accuracy"])
             before.append(100 * results["before"]["accuracy"])
             print(f"{row} seed {seed}: held-out gold {before[-1]:.1f}% -> {after[row][-1]:.1f}%")
-            print("\n".join(curve(Path(args.runs) / f"{row}-s{seed}", row, 5)))
+            print("\n".join(curve(Path(args.runs) / name(row, seed, args), row, 5)))
 
     def summary(values: list[float]) -> str:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
