@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ast
 import re
-from decimal import Decimal, DivisionByZero, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from verirl.answers import completion_text
@@ -52,7 +52,7 @@ def _evaluate(side: str) -> Decimal | None:
         return None
     try:
         return _value(ast.parse(side, mode="eval").body)
-    except (SyntaxError, ValueError, ArithmeticError, DivisionByZero, InvalidOperation, RecursionError):
+    except (SyntaxError, ValueError, ArithmeticError, RecursionError):  # Decimal's errors are ArithmeticErrors
         return None
 
 
@@ -84,10 +84,10 @@ def stated_equations(text: str) -> list[tuple[str, bool]]:
         if "=" not in match.group():
             continue
         sides = [(side.strip(), _evaluate(side)) for side in match.group().split("=")]
-        left, right = _glued(text, match.start(), match.end())
-        if left:
+        glued_left, glued_right = _glued(text, match.start(), match.end())
+        if glued_left:
             sides[0] = (sides[0][0], None)
-        if right:
+        if glued_right:
             sides[-1] = (sides[-1][0], None)
         for (left, a), (right, b) in zip(sides, sides[1:], strict=False):
             if a is not None and b is not None and _is_number(left) != _is_number(right):
