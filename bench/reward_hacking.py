@@ -58,14 +58,13 @@ def rewards(row: str, rm: str) -> list[dict]:
             {"name": "regex_format", "args": {"pattern": "^.{0,40}$"}, "label": "short", "kind": "constraint"},
         ]
         options = {"guide": "mean"}
-    elif row == "calc":  # the label-free calculator as a reward member, a constraint the start already meets
+    elif row in ("calc", "shown"):  # the label-free calculator as a reward member, a constraint the start meets
+        # shown: a completion that states no result scores 0 with the calculator (show the work), not None
+        calculator = {"name": "arithmetic_check", "label": "arithmetic"}
+        if row == "shown":
+            calculator["args"] = {"missing": 0.0}
         members += [
-            {"name": "arithmetic_check", "label": "arithmetic"},
-            {"name": "regex_format", "args": {"pattern": "\\d"}, "label": "number", "kind": "constraint"},
-        ]
-    elif row == "shown":  # calc, but a completion that states no result scores 0 with the calculator (show the work)
-        members += [
-            {"name": "arithmetic_check", "args": {"missing": 0.0}, "label": "arithmetic"},
+            calculator,
             {"name": "regex_format", "args": {"pattern": "\\d"}, "label": "number", "kind": "constraint"},
         ]
     elif row == "checked":  # constraints only: the calculator floors false equations, the length guard garbage

@@ -77,7 +77,7 @@ def stated_equations(text: str) -> list[tuple[str, bool]]:
     ("25 = 25") states no result and is not checked, so an identity cannot buy a pass.
     """
     text = _THOUSANDS.sub("", text.translate(_SYMBOLS))
-    text = _OPERATOR_WORDS.sub(lambda m: _SAID_OPERATOR[" ".join(m.group(1).lower().split())], text)
+    text = _OPERATOR_WORDS.sub(lambda m: _SAID_OPERATOR[m.group(1).lower()], text)
     text = _SAID_EQUALS.sub("=", text)
     found = []
     for match in _RUN.finditer(text):
