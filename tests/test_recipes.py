@@ -64,6 +64,12 @@ MALFORMED = [
     ("rewards", [{"name": "number_match", "wieght": 1}], "rewards.0.wieght", "did you mean 'weight'"),
     ("rewards", [{"name": "number_match", "args": {"bogus": 1}}], "rewards.0.name", "unknown args ['bogus']"),
     ("rewards", [{"name": "number_match"}, {"name": "number_match"}], "rewards", "listed twice"),
+    # a function reward's arg values are checked at load (type hints, then its check_args), not at the first step
+    ("rewards", [{"name": "regex_format", "args": {"mode": "exact"}}], "rewards.0.name", "args.mode: expected one of"),
+    ("rewards", [{"name": "regex_format", "args": {"pattern": "(a"}}], "rewards.0.name", "args.pattern: not a valid"),
+    ("rewards", [{"name": "arithmetic_check", "args": {"missing": 2}}], "rewards.0.name", "args.missing: expected"),
+    ("rewards", [{"name": "length_penalty", "args": {"max_length": "long"}}], "rewards.0.name", "an integer"),
+    ("rewards", [{"name": "majority_vote", "args": {"extractor": "nope"}}], "rewards.0.name", "unknown extractor"),
     ("args.learning_rat", 1e-5, "args.learning_rat", "did you mean 'learning_rate'"),
     ("args.learning_rate", "fast", "args.learning_rate", "expected float"),
     ("args.max_steps", 2.5, "args.max_steps", "expected int"),

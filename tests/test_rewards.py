@@ -217,3 +217,49 @@ def test_builtin_rewards_run_in_plain_trl_grpo(tiny_model_dir, tmp_path):
     trainer.train()
     assert calls and calls[0]["answer"] == ["3"] * 4
     assert {"completion_ids", "trainer_state", "log_metric"} <= set(calls[0])
+
+
+@pytest.mark.parametrize(
+    "name,args,fragment",
+    [
+        ("regex_format", {"mode": 1}, "args.mode: expected one of 'search', 'match', 'fullmatch', got 1"),
+        ("regex_format", {"pattern": "[unclosed"}, "args.pattern: not a valid regular expression"),
+        ("arithmetic_check", {"missing": True}, "args.missing: expected a number or null, got True"),
+        ("arithmetic_check", {"missing": 1.5}, "args.missing: expected null or a number in [0, 1], got 1.5"),
+        ("length_penalty", {"unit": "bytes"}, "args.unit: expected one of 'tokens', 'chars'"),
+        ("length_penalty", {"max_length": 10, "cache_length": 20}, "0 <= cache_length <= max_length"),
+        ("majority_vote", {"extractor": "nope"}, "unknown extractor 'nope'"),
+        ("search_accuracy", {"metric": "acc"}, "args.metric: expected one of 'f1', 'em', 'contains'"),
+    ],
+)
+def test_function_reward_arg_values_are_checked_when_resolved(name, args, fragment):
+    with pytest.raises(RewardError) as err:
+        resolve_reward(name, args)
+    assert fragment in str(err.value) and str(err.value).startswith(f"reward {name!r}: ")
+
+
+def test_good_function_reward_args_still_resolve():
+    fn = resolve_reward("arithmetic_check", {"missing": 0})  # an int is a number
+    assert fn(None, ["no result here"]) == [0.0]
+    assert resolve_reward("regex_format", {"mode": "fullmatch", "pattern": "a+"})(None, ["aaa", "ab"]) == [1.0, 0.0]
+    assert resolve_reward("search_accuracy", {"metric": "em"}).keywords == {"metric": "em"}
+
+
+def test_plugin_type_hints_are_checked_and_unknown_kinds_left_alone():
+    from verirl.rewards.arg_types import arg_problem
+
+    class Scale:
+        pass
+
+    def plug(prompts, completions, k: int = 1, tags: list[str] | None = None, scale: Scale | None = None, **kw):
+        return [float(k)] * len(completions)
+
+    assert arg_problem(plug, {"k": "3"}) == "args.k: expected an integer, got '3'"
+    assert arg_problem(plug, {"k": 2.0}) == "args.k: expected an integer, got 2.0"
+    assert arg_problem(plug, {"tags": "a,b"}) == "args.tags: expected a list or null, got 'a,b'"
+    assert arg_problem(plug, {"k": 3, "tags": ["a"], "scale": "anything"}) is None  # Scale is the plug-in's own kind
+
+    def unhinted(prompts, completions, k=1, **kw):
+        return [0.0] * len(completions)
+
+    assert arg_problem(unhinted, {"k": "3"}) is None

@@ -30,21 +30,29 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from verirl.answers import completion_text
-from verirl.errors import RewardError
+from verirl.errors import RewardError, VerirlError, first_line
 from verirl.plugins import import_dotted as _import_dotted
+from verirl.rewards.arg_types import arg_problem
 
 __all__ = ["completion_text", "find_reward", "import_dotted", "resolve_reward", "reward", "required_columns"]
 
 RewardFn = Callable[..., list]
 
 ENTRY_POINT_GROUP = "verirl.rewards"
+CHECK_ARGS_ATTR = "verirl_check_args"  # a function reward's load-time argument check (set by @reward(check_args=))
 
 _REGISTRY: dict[str, RewardFn] = {}
 _BUILTINS_LOADED = False
 
 
-def reward(name: str | None = None) -> Callable[[RewardFn], RewardFn]:
+def reward(
+    name: str | None = None, *, check_args: Callable[..., None] | None = None
+) -> Callable[[RewardFn], RewardFn]:
     """Register a reward function (or a reward class) under ``name`` (default: the function's own name).
+
+    ``check_args``, for a function reward, is called with the recipe's ``args`` when the recipe is loaded and raises
+    ``ValueError`` on a bad value, so the mistake is reported before training (a class checks in its constructor).
+    Type hints are checked without it (:mod:`verirl.rewards.arg_types`).
 
     >>> @reward("brevity")
     ... def brevity(prompts, completions, **kwargs):
@@ -57,6 +65,8 @@ def reward(name: str | None = None) -> Callable[[RewardFn], RewardFn]:
             raise ValueError("@reward needs a name for a callable without __name__")
         if key in _REGISTRY and _REGISTRY[key] is not fn:
             raise ValueError(f"reward {key!r} is already registered by {origin_of(_REGISTRY[key])}")
+        if check_args is not None:
+            setattr(fn, CHECK_ARGS_ATTR, check_args)
         _REGISTRY[key] = fn
         return fn
 
@@ -173,11 +183,25 @@ def resolve_reward(name: str, args: dict[str, Any] | None = None) -> RewardFn:
             if unknown:
                 params = [p for p in target_sig.parameters if p not in ("prompts", "completions", "kwargs")]
                 raise RewardError(f"reward {name!r}: unknown args {unknown} (it takes: {', '.join(params) or 'none'})")
+        _check_arg_values(obj, args, name)
         fn = functools.partial(obj, **args)
     else:
         fn = obj
     check_signature(fn, name)
     return fn
+
+
+def _check_arg_values(fn: Callable[..., Any], args: dict[str, Any], name: str) -> None:
+    """A function reward's args against its type hints, then its own ``check_args``: one RewardError naming the arg."""
+    problem = arg_problem(fn, args)
+    if problem:
+        raise RewardError(f"reward {name!r}: {problem}")
+    check = getattr(fn, CHECK_ARGS_ATTR, None)
+    if callable(check):
+        try:
+            check(**args)
+        except (ValueError, TypeError, VerirlError) as exc:
+            raise RewardError(f"reward {name!r}: {first_line(exc)}") from None
 
 
 def _safe_signature(obj: Any) -> inspect.Signature | None:

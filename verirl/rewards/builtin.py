@@ -10,7 +10,7 @@ import logging
 import re
 import threading
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from verirl.answers import completion_text, extract_all, get_extractor, last_number_value, majority_answer
 from verirl.rewards.base import reward
@@ -54,25 +54,43 @@ def exact_match(
 R1_FORMAT = r"(?s)^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$"
 
 
-@reward("regex_format")
+def _compile_format(pattern: Any = R1_FORMAT, **_: Any) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as exc:
+        raise ValueError(f"args.pattern: not a valid regular expression ({exc})") from None
+
+
+@reward("regex_format", check_args=_compile_format)
 def regex_format(
-    prompts: list, completions: list, pattern: str = R1_FORMAT, mode: str = "search", **kwargs: Any
+    prompts: list,
+    completions: list,
+    pattern: str = R1_FORMAT,
+    mode: Literal["search", "match", "fullmatch"] = "search",
+    **kwargs: Any,
 ) -> list[float]:
     """1.0 if the completion matches `pattern` (default: <think>…</think><answer>…</answer>); mode search|fullmatch."""
     if mode not in ("search", "fullmatch", "match"):
         raise ValueError(f"regex_format: mode must be search, match or fullmatch, got {mode!r}")
-    compiled = re.compile(pattern)
+    compiled = _compile_format(pattern)
     matcher = getattr(compiled, mode)
     return [float(matcher(completion_text(c)) is not None) for c in completions]
 
 
-@reward("length_penalty")
+def _check_lengths(max_length: Any = 256, cache_length: Any = 64, **_: Any) -> None:
+    if not 0 <= cache_length <= max_length:
+        raise ValueError(
+            f"args.cache_length: expected 0 <= cache_length <= max_length, got {cache_length} and {max_length}"
+        )
+
+
+@reward("length_penalty", check_args=_check_lengths)
 def length_penalty(
     prompts: list,
     completions: list,
     max_length: int = 256,
     cache_length: int = 64,
-    unit: str = "tokens",
+    unit: Literal["tokens", "chars"] = "tokens",
     **kwargs: Any,
 ) -> list[float]:
     """DAPO soft overlong penalty: 0 up to max_length-cache_length, then linearly down to -1 at max_length.
@@ -91,8 +109,7 @@ def length_penalty(
         ids = [completion_text(c) for c in completions]
     else:
         raise ValueError(f"length_penalty: unit must be tokens or chars, got {unit!r}")
-    if not 0 <= cache_length <= max_length:
-        raise ValueError("length_penalty: need 0 <= cache_length <= max_length")
+    _check_lengths(max_length, cache_length)
     if cache_length == 0:  # TRL divides by the cache length: treat 0 as a hard cut-off
         return [0.0 if len(x) <= max_length else -1.0 for x in ids]
     return get_soft_overlong_punishment(max_length, cache_length)(ids)
@@ -124,7 +141,11 @@ def _latex(gold: str) -> str:
     return gold if "$" in gold or "\\" in gold else f"${gold}$"
 
 
-@reward("majority_vote")
+def _check_extractor(extractor: Any = "last_number", **_: Any) -> None:
+    get_extractor(extractor)  # an unknown name raises, naming the known ones
+
+
+@reward("majority_vote", check_args=_check_extractor)
 def majority_vote(prompts: list, completions: list, extractor: str = "last_number", **kwargs: Any) -> list[float]:
     """Label-free: 1.0 if the completion's answer is the most common answer among completions of its prompt.
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from verirl.search.environment import Episode
 from verirl.search.scoring import contains, score
@@ -40,7 +40,11 @@ def _need(environments: Any, name: str) -> Sequence[Any]:
 
 
 def search_accuracy(
-    prompts: Any = None, completions: Any = None, environments: Any = None, metric: str = "f1", **kwargs: Any
+    prompts: Any = None,
+    completions: Any = None,
+    environments: Any = None,
+    metric: Literal["f1", "em", "contains"] = "f1",
+    **kwargs: Any,
 ) -> list[float]:
     """Accuracy of the frozen answerer given the evidence the planner gathered."""
     envs = _need(environments, "search_accuracy")
