@@ -445,3 +445,28 @@ def test_cli_service_shared_by_two_processes(text_index, local, corpus, cache, t
         server.wait(timeout=10)
         server.stdout.close()
         server.stderr.close()
+
+
+def test_a_query_that_is_a_title_returns_that_passage_first(cache):
+    """The title lookup: without it, passages that repeat the word outrank the article the query names."""
+    tiny = Corpus(
+        [
+            Passage("History of Vietnam", "The history of Vietnam: Vietnam under the Han, Vietnam in the Tang era."),
+            Passage("Vietnam War", "The Vietnam War was fought in Vietnam, Laos and Cambodia from 1955 to 1975."),
+            Passage("Vietnam", "A country in Southeast Asia; its capital is Hanoi."),
+            Passage("Laos", "A landlocked country in Southeast Asia."),
+        ],
+        "titles",
+    )
+    plain = TextIndex(tiny, title_match=False).search("Vietnam", k=3)
+    assert plain[0].title != "Vietnam"  # the case the lookup exists for
+    index = TextIndex(tiny)
+    for query in ("Vietnam", "  vietnam ", "VIETNAM"):
+        hits = index.search(query, k=3)
+        assert [h.title for h in hits][0] == "Vietnam" and len(hits) == 3
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert index.search("Vietnam", k=3, mode="bm25") == TextIndex(tiny, title_match=False).search(
+        "Vietnam", k=3, mode="bm25"
+    )  # the single-side modes stay pure
+    assert index.search("Vietnam War", k=1)[0].title == "Vietnam War"
+    assert index.search("Vietnam", k=1)[0].title == "Vietnam"
