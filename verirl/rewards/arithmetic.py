@@ -95,7 +95,7 @@ def stated_equations(text: str) -> list[tuple[str, bool]]:
     return found
 
 
-def check_missing(missing: Any = None, **_: Any) -> None:
+def _check_missing(missing: Any = None, **_: Any) -> None:
     """``missing`` must be null or a number in [0, 1] (checked when the recipe loads and on every call)."""
     if missing is not None and (
         isinstance(missing, bool) or not isinstance(missing, int | float) or not 0 <= missing <= 1
@@ -103,7 +103,7 @@ def check_missing(missing: Any = None, **_: Any) -> None:
         raise ValueError(f"args.missing: expected null or a number in [0, 1], got {missing!r}")
 
 
-@reward("arithmetic_check", check_args=check_missing)
+@reward("arithmetic_check", check_args=_check_missing)
 def arithmetic_check(
     prompts: list, completions: list, missing: float | None = None, **kwargs: Any
 ) -> list[float | None]:
@@ -113,7 +113,7 @@ def arithmetic_check(
     [0, 1]; ``missing: 0`` asks for the work to be shown, and closes the exit of answering in a form the calculator
     cannot read (docs/verifier_mixtures.md).
     """
-    check_missing(missing)
+    _check_missing(missing)
     scores: list[float | None] = []
     for completion in completions:
         equations = stated_equations(completion_text(completion))

@@ -38,6 +38,11 @@ class Hit:
     score: float
 
 
+def fold_title(text: str) -> str:
+    """How a typed title is compared with the corpus's: case-folded, runs of whitespace as one space."""
+    return " ".join(text.casefold().split())
+
+
 class Corpus:
     """An ordered list of passages with unique titles."""
 
@@ -55,6 +60,14 @@ class Corpus:
     def get(self, title: str) -> Passage | None:
         i = self.index.get(title)
         return None if i is None else self.passages[i]
+
+    def find_title(self, text: str) -> int | None:
+        """The index of the passage whose title ``text`` is, case and runs of whitespace aside (None if none)."""
+        return self._folded_titles.get(fold_title(text))
+
+    @cached_property
+    def _folded_titles(self) -> dict[str, int]:
+        return {fold_title(p.title): i for i, p in enumerate(self.passages)}
 
     @cached_property
     def fingerprint(self) -> str:

@@ -269,7 +269,6 @@ class TextIndex:
         self.alpha = alpha
         self.candidates = candidates
         self.title_match = title_match
-        self._titles = {title_key(p.title): i for i, p in enumerate(corpus.passages)} if title_match else {}
         self.embeddings_built = False  # True when this index encoded the corpus (False: read from the cache)
         self._bm25: Any = None
         self._emb: np.ndarray | None = None
@@ -336,14 +335,9 @@ class TextIndex:
             sparse = _top(bm25, depth, keep=bm25 > 0) if bm25 is not None else []
             ranked = rrf([sparse, _top(dense, depth)], self.rrf_k)[:k]
         if mode == "hybrid" and self.title_match:
-            ranked = _title_first(self._titles.get(title_key(query)), ranked, k)
+            ranked = _title_first(self.corpus.find_title(query), ranked, k)
         passages = self.corpus.passages
         return [Hit(passages[i].title, passages[i].text, float(score)) for i, score in ranked]
-
-
-def title_key(text: str) -> str:
-    """How titles are matched by the title lookup: case-folded, runs of whitespace as one space."""
-    return " ".join(text.casefold().split())
 
 
 def _title_first(doc: int | None, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
