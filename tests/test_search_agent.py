@@ -332,6 +332,12 @@ def test_agent_cli_ask_and_eval_print_json(files, tmp_path, capsys):
         (["agent", "eval", "--model", "m", "--data", "nope.jsonl"], "nope.jsonl"),
         (["agent", "eval", "--model", "m", "--data", "search-2hop", "--limit", "0"], "--limit"),
         (["agent", "eval", "--model", "m", "--data", "search-2hop", "--max-turns", "0"], "--max-turns"),
+        # checked before the retriever's index is built (minutes on the full corpus)
+        (["agent", "ask", "--model", "/no/such/planner", "q"], "--model: model '/no/such/planner': no such directory"),
+        (
+            ["agent", "eval", "--baseline", "naive-rag", "--answerer", "./no-answerer", "--data", "search-2hop"],
+            "--answerer: model './no-answerer'",
+        ),
     ],
 )
 def test_agent_cli_bad_input_is_one_line(argv, message, capsys):

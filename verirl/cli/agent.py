@@ -78,6 +78,19 @@ def run_answerer(model: str | None) -> str | None:
         return None
 
 
+def _check_models(planner: str | None, answerer: str) -> None:
+    """A planner or answerer that names no model fails here, in one line (classify_model's error)."""
+    from verirl.models import classify_model
+    from verirl.search.answerer import is_url
+
+    for flag, spec in (("--model", planner), ("--answerer", answerer)):
+        if spec is not None and spec != "base" and not is_url(spec):
+            try:
+                classify_model(spec)
+            except VerirlError as exc:
+                raise VerirlError(f"{flag}: {exc}") from None
+
+
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """(planner or None, environment factory, corpus for the oracle)."""
     from verirl.search.answerer import build_answerer
@@ -93,6 +106,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     answerer_spec = args.answerer or run_answerer(args.model) or args.model
     if answerer_spec is None:
         raise VerirlError("--answerer: required with a baseline and no --model")
+    _check_models(args.model, answerer_spec)  # before the retriever, whose index can take minutes to build
     retriever = open_retriever(args.retriever, args.corpus, args.images)
     answerer = build_answerer(answerer_spec, answerer_spec, args.dtype, trust_remote_code=args.trust_remote_code)
     factory = environment_factory(
