@@ -323,10 +323,47 @@ def test_agent_cli_ask_and_eval_print_json(files, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["retrieval_fidelity"] == 1.0
 
 
+def test_agent_eval_keeps_the_unsolved_questions_as_a_question_file(files, tmp_path, capsys):
+    from verirl.cli import main
+    from verirl.search.questions import read_questions
+
+    model_dir = scripted_planner(tmp_path)
+    common = ["--trust-remote-code", "--corpus", str(files / "corpus.jsonl"), "--data", str(files / "questions.jsonl")]
+    # the answerer alone answers "I do not know": both questions unsolved, by accuracy and by fidelity
+    hard = tmp_path / "out" / "hard.jsonl"
+    argv = ["agent", "eval", "--baseline", "none", "--answerer", str(model_dir), *common, "--keep-unsolved", str(hard)]
+    assert main([*argv, "--unsolved-by", "fidelity"]) == 0
+    kept = read_questions(hard)
+    assert [q.question for q in kept] == [Q_TOWER, Q_FLAG] and kept[0].evidence == ("Eiffel Tower", "France")
+    assert kept[1].image == str((files / "flag.png").resolve()) and kept[1].answers == ("Paris",)
+    assert "2 of 2 questions unsolved (fidelity)" in capsys.readouterr().err
+    # the file is never overwritten
+    assert main(argv) == 2
+    assert "--keep-unsolved:" in capsys.readouterr().err and len(read_questions(hard)) == 2
+    wrong = tmp_path / "wrong.jsonl"
+    assert main([*argv[:-1], str(wrong)]) == 0 and len(read_questions(wrong)) == 2  # by accuracy (the default)
+    # the scripted planner solves both: nothing to keep, no file
+    solved = tmp_path / "solved.jsonl"
+    assert main(["agent", "eval", "--model", str(model_dir), *common, "--keep-unsolved", str(solved)]) == 0
+    assert not solved.exists() and "every question was solved" in capsys.readouterr().err
+
+
+def test_agent_eval_reads_a_builtin_tasks_training_split():
+    from verirl.cli.agent import _rows
+    from verirl.search.questions import builtin_questions
+
+    train = {q.question for q in builtin_questions("search-2hop", "train")}
+    rows = _rows("search-2hop:train", 50)
+    assert len(rows) == 50 and {r["question"] for r in rows} <= train
+    assert not {r["question"] for r in _rows("search-2hop", 50)} & train
+    assert [r["question"] for r in _rows("search-2hop:test", 5)] == [r["question"] for r in _rows("search-2hop", 5)]
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
         (["agent", "ask", "q"], "--model: required"),
+        (["agent", "eval", "--model", "m", "--data", "search-2hop:dev"], "--data: unknown split 'dev'"),
         (["agent", "ask", "--model", "m", "--tools", "web", "q"], "--tools"),
         (["agent", "ask", "--model", "m", "--image", "nope.png", "q"], "--image: no such file"),
         (["agent", "eval", "--model", "m", "--data", "nope.jsonl"], "nope.jsonl"),

@@ -32,7 +32,11 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
     ask.add_argument("question")
     ask.add_argument("--image", default=None, help="an image that comes with the question (for image_search)")
     ev = asub.add_parser("eval", parents=list(parents), help="questions with gold answers: one line each + summary")
-    ev.add_argument("--data", required=True, help="a JSONL question file, or search-2hop | search-flags | search-mix")
+    ev.add_argument(
+        "--data",
+        required=True,
+        help="a JSONL question file, or search-2hop | search-flags | search-mix (held out; NAME:train for training)",
+    )
     ev.add_argument(
         "--baseline",
         choices=("none", "naive-rag", "oracle"),
@@ -41,6 +45,20 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser]) -> N
     )
     ev.add_argument("--limit", type=int, default=None, help="the first N questions")
     ev.add_argument("--batch-size", type=int, default=8, help="episodes run together")
+    ev.add_argument(
+        "--keep-unsolved",
+        default=None,
+        metavar="FILE",
+        help="write the questions this run did not solve to FILE (a question JSONL for `data: {builtin: search-file}`;"
+        " with --baseline naive-rag: s3's filter)",
+    )
+    ev.add_argument(
+        "--unsolved-by",
+        choices=("accuracy", "fidelity"),
+        default="accuracy",
+        help="unsolved = answered wrong (accuracy) or gold evidence not all found (fidelity; questions without"
+        " evidence are left out)",
+    )
     for p in (ask, ev):
         p.add_argument("--model", default=None, help="the planner: a directory (a trained run), alias or Hub id")
         p.add_argument(
@@ -140,10 +158,17 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def _rows(data: str, limit: int | None) -> list[dict[str, Any]]:
-    if data in TASK_SPLITS:
+    name, _, split = data.partition(":")
+    if name in TASK_SPLITS:
         from verirl.data import get_task
 
-        _, rows = get_task(data)(n_train=0, n_eval=limit)
+        if split not in ("", "test", "train"):
+            expected = f"{name}, {name}:test or {name}:train"
+            raise VerirlError(f"--data: unknown split {split!r} of {name}: expected {expected}")
+        if split == "train":  # shuffled with seed 0, as a recipe's `data:` with the default seed
+            rows, _ = get_task(name)(n_train=limit, n_eval=0)
+        else:
+            _, rows = get_task(name)(n_train=0, n_eval=limit)
         return rows
     from verirl.search.questions import read_questions
     from verirl.search.tasks import as_row
@@ -167,6 +192,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             raise VerirlError(f"--limit: expected a positive number, got {args.limit}")
         if args.batch_size < 1:
             raise VerirlError(f"--batch-size: expected a positive number, got {args.batch_size}")
+        if args.keep_unsolved is not None and Path(args.keep_unsolved).exists():
+            raise VerirlError(f"--keep-unsolved: {args.keep_unsolved} exists (never overwritten; name a new file)")
         rows = _rows(args.data, args.limit)
     planner, factory, corpus = _load(args)
     start = time.time()
@@ -195,4 +222,36 @@ def cmd_agent(args: argparse.Namespace) -> int:
             f"mean_tool_calls={line['mean_tool_calls']} invalid_call_rate={line['invalid_call_rate']}",
             file=sys.stderr,
         )
+        if args.keep_unsolved is not None:
+            _write_unsolved(Path(args.keep_unsolved), rows, records, args.unsolved_by)
     return 0
+
+
+def unsolved(rows: list[dict[str, Any]], records: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """The question-file lines of the rows whose run was wrong (``accuracy``) or missed gold evidence (``fidelity``;
+    rows without gold evidence are never kept then)."""
+    out = []
+    for row, record in zip(rows, records, strict=True):
+        evidence = record["all_evidence"]  # None: the question has no gold evidence
+        failed = not record["correct"] if by == "accuracy" else evidence is not None and not evidence
+        if failed:
+            line = {"question": row["question"], "answers": list(row["answers"]), "evidence": list(row["evidence"])}
+            if row.get("query_image"):
+                line["image"] = str(Path(row["query_image"]).resolve())  # absolute: valid wherever the file goes
+            out.append(line)
+    return out
+
+
+def _write_unsolved(path: Path, rows: list[dict[str, Any]], records: list[dict[str, Any]], by: str) -> None:
+    lines = unsolved(rows, records, by)
+    if not lines:
+        print(f"--keep-unsolved: every question was solved ({by}); {path} not written", file=sys.stderr)
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+        tmp.rename(path)
+    except OSError as exc:  # the per-question lines are on stdout already: nothing of the run is lost
+        raise VerirlError(f"--keep-unsolved: cannot write {path} ({exc.strerror or exc.__class__.__name__})") from None
+    print(f"--keep-unsolved: {len(lines)} of {len(rows)} questions unsolved ({by}) written to {path}", file=sys.stderr)
