@@ -452,3 +452,17 @@ def test_an_unreachable_answerer_server_is_one_line_naming_the_url():
     with pytest.raises(VerirlError, match=rf"^answerer http://127.0.0.1:{port}/v1/models: .*refused") as info:
         build_answerer(f"http://127.0.0.1:{port}", "unused")
     assert "\n" not in str(info.value)
+
+
+def test_an_unsolved_list_never_replaces_a_file_that_appeared_during_the_run(tmp_path, capsys):
+    from verirl.cli.agent import _write_unsolved
+
+    rows = [{"question": "q1", "answers": ["a"], "evidence": [], "query_image": None}]
+    records = [{"correct": False, "all_evidence": None}]
+    target = tmp_path / "hard.jsonl"
+    target.write_text("precious\n")
+    _write_unsolved(target, rows, records, "accuracy")
+    assert target.read_text() == "precious\n"
+    (beside,) = [p for p in tmp_path.iterdir() if p != target]
+    assert json.loads(beside.read_text()) == {"question": "q1", "answers": ["a"], "evidence": []}
+    assert str(beside) in capsys.readouterr().err

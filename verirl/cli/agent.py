@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -251,6 +252,8 @@ def _write_unsolved(path: Path, rows: list[dict[str, Any]], records: list[dict[s
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+        if path.exists():  # appeared while the run went on: kept, the list goes beside it
+            path = path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}")
         tmp.rename(path)
     except OSError as exc:  # the per-question lines are on stdout already: nothing of the run is lost
         raise VerirlError(f"--keep-unsolved: cannot write {path} ({exc.strerror or exc.__class__.__name__})") from None
