@@ -2,8 +2,12 @@
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -185,3 +189,74 @@ def test_user_accelerate_config_file_is_used(tiny_model_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"--config_file {config}" in result.stderr
     assert json.loads((out / "eval_results.json").read_text())["train"]["steps"] == 1
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_sigterm_to_train_stops_the_worker_and_keeps_checkpoints(tiny_model_dir, tmp_path):
+    """A scheduler's SIGTERM to `verirl train` used to orphan the worker (accelerate's launcher does not forward
+    signals): it trained on, writing into the output directory of a run its user had stopped."""
+    out = tmp_path / "out"
+    recipe = _recipe(tiny_model_dir, out)
+    recipe["args"].update(max_steps=10_000, save_steps=2, save_total_limit=None)
+    recipe["eval"] = {"enabled": False}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([VERIRL, "train", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        _wait_for(lambda: (out / "checkpoint-2").is_dir() or proc.poll() is not None, 240, "checkpoint-2")
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert workers, "no worker process"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr.decode()[-3000:]
+    assert "terminated (SIGTERM); checkpoints already written are kept" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    _wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 10, "workers")
+    assert (out / "checkpoint-2" / "model.safetensors").is_file()
+
+
+_ORPHAN = """
+import sys, time
+from verirl.worker import Terminated, stop_with_launcher
+stop_with_launcher()
+print("ready", flush=True)
+try:
+    time.sleep(120)
+except Terminated as exc:
+    print("terminated", exc, flush=True)
+    sys.exit(143)
+"""
+
+_LAUNCHER = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=open(sys.argv[2], "w"))
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_worker_dies_with_its_launcher_even_when_the_launcher_is_killed(tmp_path):
+    """SIGKILL cannot be forwarded: the kernel's parent-death signal stops the worker, which unwinds cleanly."""
+    log = tmp_path / "worker.log"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, _ORPHAN, str(log)], stdout=subprocess.PIPE, text=True
+    )
+    worker = psutil.Process(int(launcher.stdout.readline()))
+    _wait_for(lambda: log.is_file() and "ready" in log.read_text(), 60, "the worker to start")
+    launcher.kill()
+    launcher.wait(timeout=10)
+    _wait_for(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, 20, "the worker to exit")
+    assert log.read_text().splitlines()[-1] == "terminated SIGTERM"

@@ -3,13 +3,20 @@
 * one process by default: ``--cpu`` without a GPU;
 * ``N`` processes without a GPU: ``--multi_gpu`` with gloo (accelerate's ``--cpu --num_processes N`` silently runs
   one process);
-* a user's accelerate/DeepSpeed config file is passed through (multi-GPU, multi-node).
+* a user's accelerate/DeepSpeed config file is passed through (multi-GPU, multi-node);
+* SIGTERM/SIGHUP sent to the command are forwarded to the worker(s), and the command waits for them to unwind
+  (accelerate's single-process launcher waits on its child without forwarding; the worker also dies with its
+  launcher on Linux, :func:`verirl.worker.stop_with_launcher`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -50,9 +57,36 @@ def launch(argv: list[str]) -> int:
 
     args = launch_command_parser().parse_args(argv)
     try:
-        launch_command(args)
+        with forward_stop_signals():
+            launch_command(args)
     except subprocess.CalledProcessError as exc:
         return exc.returncode or 1
     except SystemExit as exc:  # accelerate exits on some launcher failures
         return int(exc.code or 0)
     return 0
+
+
+@contextmanager
+def forward_stop_signals() -> Iterator[None]:
+    """While inside: SIGTERM/SIGHUP received by this process are passed on to its child processes (the workers, or
+    torch's elastic agent), which unwind and exit; this process keeps waiting for them. Main thread only (elsewhere
+    Python cannot install handlers, and nothing is forwarded)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import psutil  # an accelerate dependency
+
+    me = psutil.Process()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in me.children():
+            with suppress(psutil.Error):
+                child.send_signal(signum)
+
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, forward) for sig in stops}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -9,8 +9,10 @@ evaluation, checkpoints, model card, Hub push). Errors are one line; the traceba
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -20,6 +22,36 @@ from typing import Any
 from verirl.errors import VerirlError, first_line
 
 logger = logging.getLogger("verirl")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class Terminated(BaseException):
+    """A stop signal reached the worker (a scheduler's SIGTERM, a closed terminal, or its launcher's death). A
+    BaseException like KeyboardInterrupt, so no ``except Exception`` in a trainer or reward wrapper swallows it: the
+    run unwinds (vLLM engine, process group) and checkpoints already written stay."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+def stop_with_launcher() -> None:
+    """Turn SIGTERM/SIGHUP into :class:`Terminated`, and on Linux have the kernel send SIGTERM when the launching
+    process (``verirl train``, or torch's elastic agent) dies, even by SIGKILL: a worker must never train on,
+    orphaned, after its command is gone (accelerate's single-process launcher does not forward signals)."""
+    parent = os.getppid()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_terminated)
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl in this libc: the launcher's forwarding (verirl.launch) remains
+        return
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        raise Terminated("launcher exited")
 
 
 def _setup_logging(debug: bool) -> None:
@@ -50,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     _setup_logging(args.debug)
+    try:
+        stop_with_launcher()
+    except Terminated:
+        print("terminated before training started: the launcher exited", file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
     if not args.debug:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -63,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; checkpoints already written are kept (continue with --resume)", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"terminated ({exc}); checkpoints already written are kept (continue with --resume)", file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
     except Exception as exc:  # noqa: BLE001 - reported in one line; the traceback goes to error.log
         log = Path(args.recipe).parent / "error.log"
         try:
