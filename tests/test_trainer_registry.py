@@ -101,3 +101,17 @@ def test_trainers_list_and_show(capsys, tmp_path):
     assert "| `epochs` | `1` | passes over the training rows (>= 1) |" in out and "### `memory`" in out
     assert main(["trainers", "show", "nope"]) == 2
     assert "expected one of: grpo, dpo" in capsys.readouterr().err
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_a_traceback():
+    """`verirl ... | head`: the reader closes the pipe; the command stops quietly with the shell's SIGPIPE code."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes its first line
+    try:
+        result = subprocess.run(
+            [VERIRL, "trainers", "show", "--all"], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141, result.stderr[-2000:]
+    assert result.stderr == ""

@@ -16,12 +16,14 @@
     verirl glyph pretrain --out DIR [--steps N]
 
 Bad input exits with code 2 and one line naming the file/key and what was expected; ``--debug`` shows tracebacks.
+Ctrl-C exits 130; output piped into a reader that stops early (``| head``) exits 141 without a message.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from verirl import __version__
@@ -228,6 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("verirl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `verirl agent eval ... | head`: the reader is gone, which is not an error of ours
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a command stopped by its reader
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":
