@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what stops a run: forwarded here, raised as Terminated in the worker
+
 
 def launch_argv(
     recipe_yaml: str | Path,
@@ -74,7 +76,7 @@ def forward_stop_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    import psutil  # an accelerate dependency
+    import psutil
 
     me = psutil.Process()
 
@@ -83,8 +85,7 @@ def forward_stop_signals() -> Iterator[None]:
             with suppress(psutil.Error):
                 child.send_signal(signum)
 
-    stops = (signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, forward) for sig in stops}
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
         yield
     finally:

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from verirl.errors import VerirlError, first_line
+from verirl.launch import STOP_SIGNALS
 
 logger = logging.getLogger("verirl")
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -32,9 +32,13 @@ class Terminated(BaseException):
     BaseException like KeyboardInterrupt, so no ``except Exception`` in a trainer or reward wrapper swallows it: the
     run unwinds (vLLM engine, process group) and checkpoints already written stay."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum  # as a shell reports a process the signal stopped
+
 
 def _raise_terminated(signum: int, _frame: Any) -> None:
-    raise Terminated(signal.Signals(signum).name)
+    raise Terminated(signum)
 
 
 def stop_with_launcher() -> None:
@@ -51,7 +55,7 @@ def stop_with_launcher() -> None:
     except (OSError, AttributeError):  # no prctl in this libc: the launcher's forwarding (verirl.launch) remains
         return
     if os.getppid() != parent:  # the launcher died before prctl took effect
-        raise Terminated("launcher exited")
+        raise Terminated(signal.SIGTERM)
 
 
 def _setup_logging(debug: bool) -> None:
@@ -84,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.debug)
     try:
         stop_with_launcher()
-    except Terminated:
+    except Terminated as exc:
         print("terminated before training started: the launcher exited", file=sys.stderr)
-        return 128 + int(signal.SIGTERM)
+        return exc.exit_code
     if not args.debug:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Terminated as exc:
         print(f"terminated ({exc}); checkpoints already written are kept (continue with --resume)", file=sys.stderr)
-        return 128 + int(signal.SIGTERM)
+        return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - reported in one line; the traceback goes to error.log
         log = Path(args.recipe).parent / "error.log"
         try:
