@@ -150,6 +150,38 @@ def test_reasoning_and_fidelity_rewards(retriever):
         search_fidelity(completions=completions, environments=None)
 
 
+def test_calls_rejected_before_the_environment_count_as_failed(retriever):
+    """A tool call with wrong arguments or an unknown tool never reaches the environment (TRL, and call_tools as TRL,
+    answer it with an error message): it must cost as a failed call, not be a free action."""
+    from verirl.search.agent import EpisodeResult, call_tools, summary
+
+    cls = environment_class(("text_search", "image_search"))
+    envs = [cls(retriever, None, SearchOptions()) for _ in range(2)]
+    final = {"role": "assistant", "content": "Eiffel Tower and France hold it."}
+    transcripts = []
+    seconds = [call("text_search", query="France"), call("image_search", query="France")]
+    for env, second in zip(envs, seconds, strict=True):
+        env.reset(question=Q_TOWER, answers=["Paris"], evidence=["Eiffel Tower", "France"])
+        first = call("text_search", query="Eiffel Tower")
+        transcripts.append([first, *call_tools(env, first), second, *call_tools(env, second), final])
+    assert "unexpected keyword argument 'query'" in transcripts[1][3]["content"]
+    assert len(envs[1].episode.calls) == 1  # the rejected call left no trace in the environment
+    checks = [transcript_checks(t, e.episode) for t, e in zip(transcripts, envs, strict=True)]
+    assert [(c["calls"], c["rejected"], c["failed"], c["success"]) for c in checks] == [(2, 0, 0, 1.0),
+                                                                                        (2, 1, 1, 0.5)]  # fmt: skip
+    reasoning = search_reasoning(completions=transcripts, environments=envs)
+    assert reasoning[0] == 1.0 and reasoning[1] == pytest.approx(0.875)
+    fresh = cls(retriever, None, SearchOptions())
+    fresh.reset(question=Q_TOWER, answers=["Paris"], evidence=["Eiffel Tower", "France"])
+    unknown = call("web_search", query="France")
+    assert transcript_checks([unknown, *call_tools(fresh, unknown), final], fresh.episode)["rejected"] == 1
+    records = [EpisodeResult(e.episode, t).record() for t, e in zip(transcripts, envs, strict=True)]
+    assert [(r["tool_calls"], r["invalid_calls"]) for r in records] == [(2, 0), (2, 1)]
+    assert summary(records, 1.0)["invalid_call_rate"] == 0.25
+    only_malformed = {**records[0], "tool_calls": 0, "malformed_calls": 2, "invalid_calls": 2}
+    assert summary([only_malformed], 1.0)["invalid_call_rate"] == 1.0
+
+
 def test_answerer_is_cached_per_question_and_evidence(tiny_model_dir):
     from verirl.search.answerer import build_answerer
 

@@ -50,7 +50,8 @@ class EpisodeResult:
             "evidence_recall": parts["evidence_recall"],
             "all_evidence": parts["all_evidence"],
             "answer_in_evidence": parts["answer_in_evidence"],
-            "tool_calls": len(ep.calls),
+            "tool_calls": int(checks.get("calls", len(ep.calls))),  # with those rejected before the environment
+            "malformed_calls": int(checks.get("malformed", 0)),  # tool-call text that did not parse
             "invalid_calls": int(checks.get("malformed", 0) + checks.get("failed", 0)),
             "turns": [{"tool": c.tool, "query": c.query, "titles": c.titles, "outcome": c.outcome} for c in ep.calls],
             "evidence": [h.title for h in ep.evidence],
@@ -253,6 +254,7 @@ def summary(records: Sequence[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     with_evidence = [r for r in records if r["all_evidence"] is not None]
     calls = sum(r["tool_calls"] for r in records)
     invalid = sum(r["invalid_calls"] for r in records)
+    attempts = calls + sum(r["malformed_calls"] for r in records)
     return {
         "summary": True,
         "questions": n,
@@ -262,6 +264,6 @@ def summary(records: Sequence[dict[str, Any]], wall_s: float) -> dict[str, Any]:
         if with_evidence
         else None,
         "mean_tool_calls": round(calls / n, 3) if n else 0.0,
-        "invalid_call_rate": round(invalid / calls, 4) if calls else 0.0,
+        "invalid_call_rate": round(invalid / attempts, 4) if attempts else 0.0,
         "wall_s": round(wall_s, 1),
     }

@@ -11,8 +11,9 @@ verirl's trainer, so the same class runs in plain TRL::
 Robustness (ours): a tool never raises into the rollout. An empty or repeated query, a failing or slow retriever
 (per-call timeout), an empty result, a missing or corrupt image, a call past the search budget — each becomes a
 short observation the model reads (``error: ...``) and an outcome counted in the episode's log
-(:class:`ToolCall`), which the ``search_reasoning`` reward and the metrics read. Malformed tool calls never reach
-the environment (TRL parses them as plain text); :mod:`verirl.search.rewards` counts those from the transcript.
+(:class:`ToolCall`), which the ``search_reasoning`` reward and the metrics read. Malformed tool calls (TRL parses
+them as plain text) and calls to an unknown tool or with wrong arguments (TRL answers them with an error) never reach
+the environment; :mod:`verirl.search.rewards` counts those from the transcript.
 """
 
 from __future__ import annotations

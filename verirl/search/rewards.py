@@ -13,7 +13,9 @@ separately by TRL (``rewards/<name>/mean``) and weighted in the recipe:
   arXiv 2503.09516, and StepSearch's redundancy penalty, arXiv 2505.15107): the episode ends with a plain hand-off
   message (no leftover or malformed tool call); the share of tool calls that succeeded (0 when it never searched:
   these tasks need evidence); the share of calls that did not repeat an earlier query; it stopped within the search
-  budget.
+  budget. A call that never reached the environment — an unknown tool or wrong arguments, which TRL answers with an
+  ``{'error': ...}`` tool message — counts as a failed call: left out, it was a free action, and a policy seen here
+  drifted to ``image_search(query=...)`` on text questions (docs/search_agent.md).
 * ``search_fidelity`` — retrieval fidelity: the mean of the recall of the gold evidence titles among everything the
   searches returned (when the row names its evidence) and whether a gold answer string occurs in the returned text
   (Search-R1 v0.3's ``retrieval_correct``, AutoRefine's ``information_scores``, arXiv 2505.11277).
@@ -75,6 +77,11 @@ def transcript_checks(completion: Any, episode: Episode) -> dict[str, float]:
         and TOOL_CALL_TAG not in str(last.get("content") or "")
     )
     calls = episode.calls
+    # every executed call (the environment's or one rejected before it) leaves one tool message; the environment
+    # logs only those that reached it (a result TRL rolled back as too long leaves a logged call and no message)
+    results = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "tool")
+    rejected = max(0, results - len(calls))
+    made = len(calls) + rejected
     ok = sum(1 for c in calls if c.outcome == "ok")
     repeated = sum(1 for c in calls if c.repeated)
     over_budget = any(c.outcome == "budget" for c in calls) or (
@@ -82,12 +89,13 @@ def transcript_checks(completion: Any, episode: Episode) -> dict[str, float]:
     )
     return {
         "format": float(handed_off and malformed == 0),
-        "success": ok / len(calls) if calls else 0.0,
-        "no_repeat": 1.0 - repeated / len(calls) if calls else 1.0,
+        "success": ok / made if made else 0.0,
+        "no_repeat": 1.0 - repeated / made if made else 1.0,
         "in_budget": float(not over_budget),
-        "calls": float(len(calls)),
+        "calls": float(made),
         "malformed": float(malformed),
-        "failed": float(len(calls) - ok),
+        "rejected": float(rejected),
+        "failed": float(made - ok),
     }
 
 
