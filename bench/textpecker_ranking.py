@@ -543,12 +543,13 @@ def score_all(
     omega: float = 5.0,
     weights: str | None = None,
     anomaly_count: str = "flags",
+    unread: str = "anomaly",
 ) -> list[Any]:
     from verirl.rewards.textpecker import TextPecker
     from verirl.rewards.textpecker.detector import LearnedDetector
 
     detector = LearnedDetector(weights) if weights else None
-    scorer = TextPecker(omega=omega, detector=detector, anomaly_count=anomaly_count)
+    scorer = TextPecker(omega=omega, detector=detector, anomaly_count=anomaly_count, unread=unread)
     if weights:  # the learned detector compares against the target's characters
         scorer.detector.index = scorer.backend.recognizer.index
     out: list[Any] = []
@@ -668,6 +669,9 @@ def main() -> None:
     parser.add_argument("--omega", type=float, default=5.0, help="the reward's omega (5 trains, 1 evaluates)")
     parser.add_argument("--weights", help="a detector weights file (default: the shipped one)")
     parser.add_argument("--anomaly-count", choices=("flags", "expected"), default="flags", help="N_a in S_Q")
+    parser.add_argument(
+        "--unread", choices=("anomaly", "ignore"), default="anomaly", help="target characters the OCR did not read"
+    )
     args = parser.parse_args()
 
     import matplotlib
@@ -689,7 +693,7 @@ def main() -> None:
     rendered = time.perf_counter()
     images = [im for p in pairs for im in (p.clean, p.damaged)] + [im for c in chains for im in c["images"]]
     targets = [p.text for p in pairs for _ in range(2)] + [c["text"] for c in chains for _ in range(4)]
-    scores = score_all(images, targets, args.batch, args.omega, args.weights, args.anomaly_count)
+    scores = score_all(images, targets, args.batch, args.omega, args.weights, args.anomaly_count, args.unread)
     for i, pair in enumerate(pairs):
         pair.scores = scores[2 * i : 2 * i + 2]
     rest = scores[2 * len(pairs) :]
@@ -719,7 +723,13 @@ def main() -> None:
             }
             for p in pairs
         ]
-        chain_rows = [{k: v for k, v in c.items() if k not in ("images", "scores")} for c in chains]
+        chain_rows = [
+            {
+                **{k: v for k, v in c.items() if k not in ("images", "scores")},
+                "steps": [_score_row(s) for s in c["scores"]],
+            }
+            for c in chains
+        ]
         figures = {"ranking": table, "monotone": mono, "clean_reads": reads, "skipped": skipped}
         report = {"args": vars(args), **figures, "pairs": rows, "chains": chain_rows}
         Path(args.out).write_text(json.dumps(report, indent=1, ensure_ascii=False))

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from verirl.rewards.textpecker.score import semantic_score, structural_score, words
+from verirl.rewards.textpecker.score import semantic_score, structural_score, unread_characters, words
 
 
 def test_words_split_cjk_per_character_and_keep_latin_runs():
@@ -53,6 +53,39 @@ def test_semantic_score_hand_computed(target, recognized, expected):
 )
 def test_structural_score_hand_computed(recognized, anomalies, omega, expected):
     assert structural_score(recognized, anomalies, omega) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("target", "recognized", "expected"),
+    [
+        ("hello", "hello", 0),
+        ("HELLO", "hello", 0),  # case-insensitive, as S_E
+        ("snow day", "snow", 3),  # a word not read: its three characters, not the space
+        ("quiet zone", "qui t zone", 1),  # one glyph dropped inside a word
+        ("你好世界", "你世界", 1),
+        ("abc", "xyz", 0),  # read as other characters, one for one: S_E's business, not unread
+        ("abcd", "x", 3),  # four characters read as one: three unread
+        ("ab", "abc", 0),  # an extra character is not an unread one
+        ("", "abc", 0),
+        ("a b", "", 2),
+    ],
+)
+def test_unread_characters_hand_computed(target, recognized, expected):
+    assert unread_characters(target, recognized) == expected
+
+
+@pytest.mark.parametrize(
+    ("recognized", "anomalies", "omega", "unread", "expected"),
+    [
+        ("abcdefghi", 0, 1.0, 1, 0.9),  # one unread of ten: N_a = 1, N_P = 10
+        ("abcdefghi", 1, 1.0, 1, 0.8),
+        ("snow", 0, 5.0, 3, 0.0),  # clipped
+        ("qui t zone", 0, 1.0, 1, 1 - 1 / 9),  # eight read (the space is not a character), one unread
+        ("", 0, 1.0, 2, 0.0),  # nothing read: all unread
+    ],
+)
+def test_unread_characters_count_as_flawed_ones(recognized, anomalies, omega, unread, expected):
+    assert structural_score(recognized, anomalies, omega, unread) == pytest.approx(expected)
 
 
 # ---------------------------------------------------------------------------------------------- real paddleocr
@@ -119,11 +152,30 @@ def test_expected_anomaly_count_sums_the_detectors_probabilities(scorer):
         total += sum(soft.detector.char_probabilities(line, expected[offset : offset + len(line.text)]))
         offset += len(line.text) + 1
     assert total > 0
-    assert s_damaged.structural == pytest.approx(structural_score(recognized, total, 1.0), abs=1e-3)  # batching
+    unread = unread_characters("HELLO WORLD", recognized)
+    assert s_damaged.structural == pytest.approx(structural_score(recognized, total, 1.0, unread), abs=1e-3)
     flags = TextPecker(omega=1.0, backend=scorer.backend).score([damaged], ["HELLO WORLD"])[0]
     assert s_damaged.anomalies == flags.anomalies  # the flagged characters are reported the same either way
     with pytest.raises(ValueError, match="anomaly_count"):
         TextPecker(anomaly_count="soft")
+
+
+def test_a_glyph_erased_past_reading_lowers_the_structural_score(scorer):
+    """The OCR drops a glyph it cannot read; counted as the paper's ``<#>``, it costs S_Q (``unread: ignore`` scores
+    only what was read, so erasing a glyph entirely could score better than damaging it a little)."""
+    image = render("HELLO WORLD")
+    top = image.size[1] // 2 - 56
+    ImageDraw.Draw(image).rectangle((40, top, 40 + 40, top + 70), fill="white")  # the whole H
+    counted = scorer.score([image], ["HELLO WORLD"])[0]
+    ignored = TextPecker(omega=5.0, backend=scorer.backend, unread="ignore").score([image], ["HELLO WORLD"])[0]
+    assert counted.recognized == ignored.recognized
+    assert unread_characters("HELLO WORLD", counted.recognized) == counted.unread == ignored.unread == 1
+    assert counted.structural == pytest.approx(structural_score(counted.recognized, len(counted.anomalies), 5.0, 1))
+    assert ignored.structural == pytest.approx(structural_score(ignored.recognized, len(ignored.anomalies), 5.0))
+    assert counted.structural < ignored.structural and counted.reward < ignored.reward
+    assert counted.semantic == ignored.semantic
+    with pytest.raises(ValueError, match="unread must be one of anomaly, ignore"):
+        TextPecker(unread="skip")
 
 
 def test_a_higher_threshold_flags_fewer_characters(scorer):
@@ -202,7 +254,7 @@ def test_cli_prints_one_json_object_per_image_in_order(tmp_path):
     render("HELLO").save(tmp_path / "a.png")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "verirl.cli", "score", "textpecker", "--text", "HELLO",
+        [sys.executable, "-m", "verirl.cli", "score", "textpecker", "--text", "HELLO", "--unread", "ignore",
          str(tmp_path / "a.png"), str(tmp_path / "missing.png")],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip

@@ -133,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
         help="N_a: flagged characters or the sum of the detector's probabilities (docs/textpecker.md)",
     )
     tp.add_argument("--threshold", type=float, help="the detector's flag probability (default: the shipped one)")
+    tp.add_argument(
+        "--unread",
+        choices=("anomaly", "ignore"),
+        default="anomaly",
+        help="target characters the OCR did not read: count as flawed in S_Q, or ignore (docs/textpecker.md)",
+    )
 
     tpk = sub.add_parser("textpecker", parents=[common], help="TextPecker synthesis engine and anomaly detector")
     tsub = tpk.add_subparsers(dest="textpecker_command", metavar="ACTION")

@@ -132,6 +132,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             structural_weight=args.structural_weight,
             anomaly_count=args.anomaly_count,
             threshold=args.threshold,
+            unread=args.unread,
         )
         scores = scorer.score(args.images, [args.text] * len(args.images))
     except (ValueError, ImportError) as exc:

@@ -4,9 +4,10 @@ Paper: "Rewarding Structural Anomaly Quantification for Enhancing Visual Text Re
 2602.20903, CVPR 2026). From the paper: the semantic score S_E, the structural score S_Q with omega = 5 for training,
 and R = 0.5 S_E + 0.5 S_Q (:mod:`.score`). Our design: the recogniser is paddleocr (PP-OCRv5, onnxruntime, offline;
 :mod:`.ocr`) instead of the paper's fine-tuned 8B VLM, and structural anomalies come from a character-level detector
-over the recogniser's own evidence (:mod:`.detector`). Bad images never raise: an image that cannot be read scores
-``None`` (not applicable: usually a pipeline error, not the model's), an image that is too small or holds no text
-scores 0 (the model drew no legible text); both carry a reason.
+over the recogniser's own evidence (:mod:`.detector`); a target character the OCR did not read counts as a flawed
+one in S_Q, as the paper's ``<#>`` does (``unread``, :mod:`.score`). Bad images never raise: an image that cannot be
+read scores ``None`` (not applicable: usually a pipeline error, not the model's), an image that is too small or
+holds no text scores 0 (the model drew no legible text); both carry a reason.
 
 Use it as the reward ``textpecker`` (completions are images: PIL images, paths or arrays; the target text comes
 from a dataset column, ``text`` by default) or through :class:`TextPecker` / ``verirl score textpecker``.
@@ -19,12 +20,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from verirl.rewards.base import reward, target_texts
-from verirl.rewards.textpecker.score import semantic_score, structural_score
+from verirl.rewards.textpecker.score import semantic_score, structural_score, unread_characters
 
 # N_a in S_Q: "flags" counts the characters flagged above the detector's threshold (the paper's count); "expected" sums
 # every character's anomaly probability (our option: the expected number of flawed characters, so that damage the
 # detector half-sees still lowers the reward and ties between a clean and a damaged image are rare)
 ANOMALY_COUNTS = ("flags", "expected")
+# target characters the OCR did not read: "anomaly" counts each as a flawed character (the paper's recogniser writes
+# <#> for a glyph too flawed to read; an OCR drops it), "ignore" scores only what was read (:mod:`.score`)
+UNREAD = ("anomaly", "ignore")
 
 
 @dataclass
@@ -35,6 +39,7 @@ class TextPeckerScore:
     recognized: str = ""
     anomalies: list[int] = field(default_factory=list)  # indices into ``recognized`` of flagged characters
     reason: str | None = None
+    unread: int = 0  # target characters the OCR did not read (in S_Q as flawed ones unless ``unread: ignore``)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +59,7 @@ class TextPecker:
         limit_side_len: int = 736,
         anomaly_count: str = "flags",
         threshold: float | None = None,
+        unread: str = "anomaly",
     ):
         for name, value in (("semantic_weight", semantic_weight), ("structural_weight", structural_weight)):
             if value < 0:
@@ -63,10 +69,12 @@ class TextPecker:
         if anomaly_count not in ANOMALY_COUNTS:
             choices = ", ".join(ANOMALY_COUNTS)
             raise ValueError(f"textpecker: anomaly_count must be one of {choices}, got {anomaly_count!r}")
+        if unread not in UNREAD:
+            raise ValueError(f"textpecker: unread must be one of {', '.join(UNREAD)}, got {unread!r}")
         self.semantic_weight, self.structural_weight, self.omega = semantic_weight, structural_weight, omega
         if threshold is not None and not 0 < threshold < 1:
             raise ValueError(f"textpecker: threshold must be between 0 and 1 (a flag probability), got {threshold}")
-        self.anomaly_count, self.threshold = anomaly_count, threshold
+        self.anomaly_count, self.threshold, self.unread = anomaly_count, threshold, unread
         self._backend, self._detector, self._limit = backend, detector, limit_side_len
         self._lock = threading.Lock()
 
@@ -128,11 +136,13 @@ class TextPecker:
                 anomalies += [offset + j for j in self.detector.flag(line, targets)]
             offset += len(line.text) + 1
         semantic = semantic_score(target, recognized)
-        structural = structural_score(recognized, expected_count if soft else len(anomalies), self.omega)
+        unread = unread_characters(target, recognized)
+        counted = unread if self.unread == "anomaly" else 0
+        structural = structural_score(recognized, expected_count if soft else len(anomalies), self.omega, counted)
         total = self.semantic_weight + self.structural_weight
         value = (self.semantic_weight * semantic + self.structural_weight * structural) / total if total else 0.0
         reason = None if recognized.strip() else "no text found"
-        return TextPeckerScore(value, semantic, structural, recognized, anomalies, reason)
+        return TextPeckerScore(value, semantic, structural, recognized, anomalies, reason, unread)
 
 
 @reward("textpecker")

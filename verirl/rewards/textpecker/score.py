@@ -9,6 +9,10 @@
 
 Paper: the formulas, the tokenisation and omega. Ours: both scores of an empty pair are 1 (nothing asked, nothing
 drawn); S_Q with no recognised text is 0 (there are no sound glyphs to credit), reported with a reason upstream.
+Ours too (on by default, ``unread: anomaly``): a target character the OCR did not read at all counts in S_Q as a
+flawed one. The paper's recogniser writes ``<#>`` for a glyph too flawed to recognise, which counts in N_a and N_P;
+an OCR drops it instead, and without this a glyph damaged past reading would score better than one damaged a little
+(and a policy could raise S_Q by leaving out the glyphs it draws badly).
 """
 
 from __future__ import annotations
@@ -43,10 +47,29 @@ def semantic_score(target: str, recognized: str) -> float:
     return max(0.0, 1.0 - (matched + abs(len(p) - len(t))) / max(len(t), len(p)))
 
 
-def structural_score(recognized: str, n_anomalies: float, omega: float = 5.0) -> float:
+def unread_characters(target: str, recognized: str) -> int:
+    """How many non-whitespace target characters the recognised text has no counterpart for: in a minimal
+    case-insensitive edit alignment (rapidfuzz), characters only in the target, and the target's surplus where a span
+    was read as fewer characters (a character read as another one stays S_E's business)."""
+    from rapidfuzz.distance import Levenshtein
+
+    t, p = target.lower(), recognized.lower()
+    count = 0
+    for op, a0, a1, b0, b1 in Levenshtein.opcodes(p, t):
+        if op in ("insert", "replace"):
+            count += max(0, _non_space(t[b0:b1]) - _non_space(p[a0:a1]))
+    return count
+
+
+def _non_space(text: str) -> int:
+    return sum(not ch.isspace() for ch in text)
+
+
+def structural_score(recognized: str, n_anomalies: float, omega: float = 5.0, unread: int = 0) -> float:
     """S_Q in [0, 1] from the number of flagged characters among the recognised non-whitespace characters (or their
-    expected number: the sum of their anomaly probabilities)."""
-    n = sum(not ch.isspace() for ch in recognized)
+    expected number: the sum of their anomaly probabilities). ``unread`` target characters the recogniser did not
+    read count as flawed characters read as the paper's ``<#>`` (both in N_a and in N_P)."""
+    n = _non_space(recognized) + unread
     if n == 0:
         return 0.0
-    return min(1.0, max(0.0, 1.0 - omega * n_anomalies / n))
+    return min(1.0, max(0.0, 1.0 - omega * (n_anomalies + unread) / n))
