@@ -297,6 +297,19 @@ def test_train_detector_with_weights_rechooses_the_threshold_and_keeps_the_tenso
     with safe_open(str(out / "detector.safetensors"), "pt") as f:
         assert float(f.metadata()["threshold"]) == results["threshold"]
     assert json.loads((out / "detector_metrics.json").read_text())["threshold"] == results["threshold"]
+    kind = results["en"]["by_damage"]["blur"]
+    assert set(kind["all_characters"]) == {"learned", "plain_ocr"}  # lost characters counted, as the reward does
+    assert 0.0 <= results["en"]["clean_unread"] <= 1.0
+
+
+def test_unread_share_counts_target_characters_no_decoded_one_is_aligned_to():
+    from verirl.rewards.textpecker.training import unread_share
+
+    none = np.zeros((0, 1)), np.zeros((0, 1))
+    lost_d = LineEvidence("ab cd", [0] * 5, "ab c", *none, mapping={0: 0, 1: 1, 2: 2, 3: 3})
+    whole = LineEvidence("xy", [0, 0], "xy", *none, mapping={0: 0, 1: 1})
+    assert unread_share([lost_d, whole]) == pytest.approx(1 / 6)  # the space is not a character
+    assert unread_share([whole]) == 0.0 and unread_share([]) == 0.0
 
 
 def test_train_detector_refuses_weights_that_are_not_a_detector_in_one_line(tmp_path):

@@ -64,16 +64,31 @@ def choose_threshold(model: Any, clean: list[Any], edited: list[Any]) -> tuple[f
 
 
 def _by_damage(model: Any, threshold: float, lines: dict[str, list[Any]]) -> dict[str, Any]:
-    """Per damage kind: the learned detector's and plain OCR's F1 on held-out lines damaged with that kind only."""
+    """Per damage kind: the learned detector's and plain OCR's F1 on held-out lines damaged with that kind only, over
+    the characters the OCR read, and over all characters with those it lost counted as flagged (what the reward's
+    ``unread: anomaly`` charges, up to how a span read as fewer characters is split)."""
     from verirl.rewards.textpecker import detector as det
 
-    return {
-        kind: {
-            "learned": det.f1_scores(group, learned_flags(model, group, threshold)),
+    out = {}
+    for kind, group in lines.items():
+        flags = learned_flags(model, group, threshold)
+        out[kind] = {
+            "learned": det.f1_scores(group, flags),
             "plain_ocr": det.plain_ocr_f1(group),
+            "all_characters": {
+                "learned": det.f1_scores(group, flags, "all"),
+                "plain_ocr": det.plain_ocr_f1(group, "all"),
+            },
         }
-        for kind, group in lines.items()
-    }
+    return out
+
+
+def unread_share(lines: list[Any]) -> float:
+    """The share of the non-space target characters of ``lines`` that the OCR did not read (no decoded character
+    aligned to them): what ``unread: anomaly`` charges on top of the detector's flags."""
+    total = sum(not ch.isspace() for line in lines for ch in line.text)
+    read = sum(not line.text[i].isspace() for line in lines for i in set(line.mapping.values()))
+    return (total - read) / max(1, total)
 
 
 def run(
@@ -155,6 +170,7 @@ def run(
             "evidence_thresholds": det.f1_scores(lines, _evidence_flags(lines)),
             "plain_ocr": det.plain_ocr_f1(lines),
             "clean_flagged": round(clean_flagged(model, threshold, clean_heldout[script]), 4),
+            "clean_unread": round(unread_share(clean_heldout[script]), 4),
             "by_damage": _by_damage(model, threshold, per_damage[script]),
             "all_characters": {
                 "learned": det.f1_scores(lines, flags, "all"),
