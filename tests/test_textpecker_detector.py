@@ -279,6 +279,36 @@ def test_detector_threshold_comes_from_the_weights_file(tmp_path):
         LearnedDetector(tmp_path / "missing.safetensors")
 
 
+def test_reference_glyphs_are_cut_like_crops_ink_high_and_cached():
+    from verirl.rewards.textpecker.reference import CROP, reference_glyph
+
+    a, g, hanzi = reference_glyph("a"), reference_glyph("g"), reference_glyph("国")
+    assert a.shape == g.shape == hanzi.shape == (CROP, CROP) and a.dtype == np.float32
+    assert 0.05 < a.mean() < 0.6 and 0.05 < hanzi.mean() < 0.6  # ink high on a dark ground
+    ink_rows = lambda glyph: np.nonzero(glyph.max(1) > 0.5)[0]  # noqa: E731
+    assert ink_rows(a)[0] > 4 and ink_rows(g)[-1] > ink_rows(a)[-1]  # x-height and descender: the line's rows
+    assert not reference_glyph(" ").any()
+    assert reference_glyph("a") is a  # rendered once
+
+
+def test_weights_from_before_the_reference_channel_still_load_and_score(tmp_path):
+    from safetensors.torch import save_file
+
+    from verirl.rewards.textpecker.detector import CHANNELS, EVIDENCE, LearnedDetector, _classifier, input_channels
+
+    path = tmp_path / "two.safetensors"
+    save_file(_classifier(2).state_dict(), str(path), metadata={"threshold": "0.8"})
+    old, new = LearnedDetector(path), LearnedDetector()
+    assert input_channels(old.model) == 2 and input_channels(new.model) == CHANNELS == 3
+    crops = np.random.default_rng(0).random((5, CHANNELS, 32, 32), dtype=np.float32)
+    evidence = np.ones((5, EVIDENCE), dtype=np.float32)
+    assert old.classify(crops, evidence).shape == new.classify(crops, evidence).shape == (5,)
+    changed = crops.copy()
+    changed[:, 2] = 0.0  # another reference glyph: the shipped detector looks at it, the old one cannot
+    assert np.allclose(old.classify(changed, evidence), old.classify(crops, evidence))
+    assert not np.allclose(new.classify(changed, evidence), new.classify(crops, evidence))
+
+
 def test_train_detector_with_weights_rechooses_the_threshold_and_keeps_the_tensors(tmp_path, monkeypatch):
     pytest.importorskip("paddleocr", reason="the ocr extra is not installed")
     from safetensors import safe_open

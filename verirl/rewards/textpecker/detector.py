@@ -7,10 +7,12 @@ computes with a small learned classifier:
 * the recogniser's CTC posteriors locate every decoded character in its line (the run of timesteps where it is the
   argmax) and give its peak posterior and its margin over the runner-up class;
 * :class:`CropClassifier`, a ~0.17M-parameter CNN, looks at each character's crop (cut at the midpoints between
-  neighbouring characters' CTC positions, 32x32 grey) and at its context (the same cut widened to its neighbours)
-  together with those numbers and outputs the probability that the glyph is structurally flawed;
+  neighbouring characters' CTC positions, 32x32 grey), at its context (the same cut widened to its neighbours) and
+  at the reference glyph of the character expected there (:mod:`.reference`), together with those numbers, and
+  outputs the probability that the glyph is structurally flawed (weights trained before the reference channel, with
+  two input channels, still load and run without it);
 * it is trained on the synthesis engine (:mod:`.synth`, eight damage kinds from :mod:`.damage`) with the same OCR
-  crops and posteriors it sees at reward time (``verirl textpecker train-detector``, about 26 minutes on 2 CPU
+  crops and posteriors it sees at reward time (``verirl textpecker train-detector``, about 45-70 minutes on 2 CPU
   cores); the weights ship with the package (``detector.safetensors``, ~0.7 MB).
 
 :class:`EvidenceDetector` (thresholds on peak posterior and margin only) is kept as the model-free fallback and as
@@ -29,9 +31,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from verirl.rewards.textpecker.ocr import OCRLine, ctc_path, peak_evidence
+from verirl.rewards.textpecker.reference import CROP, normalised, with_reference
 
-CROP = 32
-CHANNELS = 2  # the character's crop and its context (with its neighbours)
+CHANNELS = 3  # the character's crop, its context (with its neighbours) and the expected character's reference glyph
 # Flag a character above this probability unless the weights file names its own (chosen on validation lines in the
 # training fonts by `verirl textpecker train-detector`: the lowest threshold flagging at most 2 % of clean characters).
 DEFAULT_THRESHOLD = 0.9
@@ -67,19 +69,6 @@ def char_spans(probs: np.ndarray) -> list[tuple[int, int]]:
     return [(a, b) for _, a, b in ctc_path(probs)]
 
 
-def _normalised(piece: np.ndarray) -> np.ndarray:
-    """A grey piece of the line as a CROP x CROP float image, contrast-stretched, dark ink on a light ground -> ink
-    high, whatever the colours."""
-    import cv2
-
-    if not piece.size:
-        return np.zeros((CROP, CROP), dtype=np.float32)
-    piece = cv2.resize(piece, (CROP, CROP), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    lo, hi = piece.min(), piece.max()
-    out = (piece - lo) / (hi - lo) if hi - lo > 1e-3 else np.zeros_like(piece)
-    return 1.0 - out if out.mean() > 0.5 else out
-
-
 def char_crops(
     crop: np.ndarray, probs: np.ndarray, height: int = 48, spans: list[tuple[int, int]] | None = None
 ) -> np.ndarray:
@@ -91,7 +80,7 @@ def char_crops(
 
     spans = char_spans(probs) if spans is None else spans
     if not spans:
-        return np.zeros((0, CHANNELS, CROP, CROP), dtype=np.float32)
+        return np.zeros((0, 2, CROP, CROP), dtype=np.float32)
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     h, w = grey.shape
     grey = _trim_rows(grey)  # OCR crops are tight, rendered lines padded: the same scale for both
@@ -103,12 +92,12 @@ def char_crops(
     edges += [(a + b) / 2 for a, b in zip(centres[:-1], centres[1:], strict=True)]
     edges.append(min(float(w), centres[-1] + half))
     n = len(spans)
-    out = np.zeros((n, CHANNELS, CROP, CROP), dtype=np.float32)
+    out = np.zeros((n, 2, CROP, CROP), dtype=np.float32)
     for i in range(n):
         x0, x1 = int(edges[i]), max(int(edges[i]) + 1, int(round(edges[i + 1])))
-        out[i, 0] = _normalised(grey[:, x0:x1])
+        out[i, 0] = normalised(grey[:, x0:x1])
         c0, c1 = int(edges[max(0, i - 1)]), max(x1, int(round(edges[min(n, i + 2)])))
-        out[i, 1] = _normalised(grey[:, c0:c1])
+        out[i, 1] = normalised(grey[:, c0:c1])
     return out
 
 
@@ -160,7 +149,7 @@ def _evidence(
 # ------------------------------------------------------------------------------------------------------ classifier
 
 
-def _classifier():
+def _classifier(channels: int = CHANNELS):
     import torch
     from torch import nn
 
@@ -168,7 +157,7 @@ def _classifier():
         def __init__(self) -> None:
             super().__init__()
             self.conv = nn.Sequential(
-                nn.Conv2d(CHANNELS, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                 nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                 nn.Conv2d(64, 96, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             )  # fmt: skip
@@ -182,13 +171,19 @@ def _classifier():
 
 
 def classify(model: Any, crops: np.ndarray, evidence: np.ndarray) -> np.ndarray:
-    """Anomaly probabilities of characters from their (N, CHANNELS, CROP, CROP) crops and (N, EVIDENCE) evidence."""
+    """Anomaly probabilities of characters from their (N, CHANNELS, CROP, CROP) crops and (N, EVIDENCE) evidence (a
+    model with fewer input channels, trained before the reference glyph, sees the first ones)."""
     import torch
 
     if len(crops) == 0:
         return np.zeros(0, dtype=np.float32)
+    crops = np.ascontiguousarray(crops[:, : input_channels(model)])
     with torch.no_grad():
         return torch.sigmoid(model(torch.from_numpy(crops), torch.from_numpy(evidence))).numpy()
+
+
+def input_channels(model: Any) -> int:
+    return int(model.conv[0].in_channels)
 
 
 class LearnedDetector:
@@ -202,8 +197,10 @@ class LearnedDetector:
             raise FileNotFoundError(f"TextPecker detector weights {path} not found (verirl textpecker train-detector)")
         from safetensors import safe_open
 
-        self.model = _classifier()
-        self.model.load_state_dict(load_file(str(path)))
+        state = load_file(str(path))
+        conv = state.get("conv.0.weight")
+        self.model = _classifier(int(conv.shape[1]) if conv is not None else CHANNELS)
+        self.model.load_state_dict(state)
         self.model.eval()
         with safe_open(str(path), "pt") as f:  # the threshold chosen on validation when the weights were trained
             chosen = (f.metadata() or {}).get("threshold")
@@ -216,13 +213,17 @@ class LearnedDetector:
         probs: np.ndarray,
         targets: list[list[int]] | None = None,
         path: list[tuple[int, int, int]] | None = None,
+        chars: list[str] | None = None,
     ) -> np.ndarray:
         """Anomaly probability of each decoded character of a BGR line crop with its (T, C) posteriors (and the
         dictionary indices of the target character aligned to each decoded one, where known; ``path``: the line's
-        :func:`ctc_path`, when the OCR already walked it)."""
+        :func:`ctc_path`, when the OCR already walked it; ``chars``: per decoded character, the character whose
+        reference glyph it is compared with — the target's where aligned, else the one read; blank where missing)."""
         path = ctc_path(probs) if path is None else path  # one CTC walk for both the crops and the evidence
-        spans = [(a, b) for _, a, b in path]
-        return self.classify(char_crops(crop, probs, spans=spans), _evidence(probs, targets, path))
+        crops = char_crops(crop, probs, spans=[(a, b) for _, a, b in path])
+        if input_channels(self.model) > 2:
+            crops = with_reference(crops, chars or [])
+        return self.classify(crops, _evidence(probs, targets, path))
 
     def classify(self, crops: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         return classify(self.model, crops, evidence)
@@ -234,7 +235,10 @@ class LearnedDetector:
         if line.crop is None or line.posteriors is None:
             return []
         expected = target_indices(self.index, targets) if targets is not None else None
-        p = self.probabilities(line.crop, line.posteriors, expected, line.path)
+        aligned = list(targets or [])[: len(line.text)]
+        aligned += [None] * (len(line.text) - len(aligned))
+        chars = [t if t is not None else ch for ch, t in zip(line.text, aligned, strict=True)]
+        p = self.probabilities(line.crop, line.posteriors, expected, line.path, chars)
         if len(p) != len(line.text):
             return []
         return [0.0 if ch.isspace() else float(v) for ch, v in zip(line.text, p, strict=True)]
@@ -278,7 +282,7 @@ class LineEvidence:
     text: str
     labels: list[int]
     decoded: str
-    crops: np.ndarray  # (N decoded, CHANNELS, CROP, CROP)
+    crops: np.ndarray  # (N decoded, CHANNELS, CROP, CROP): with the reference glyph of the aligned target character
     evidence: np.ndarray  # (N decoded, EVIDENCE)
     mapping: dict[int, int]  # decoded index -> text index
 
@@ -302,6 +306,7 @@ def _read_chunk(lines: list[Any], recognizer: Any) -> list[LineEvidence]:
         decoded = "".join(recognizer.characters[c] for c, _, _ in path)
         mapping, expected = aligned_targets(decoded, line.text)
         crops = char_crops(array, probs, spans=[(a, b) for _, a, b in path])
+        crops = with_reference(crops, [e if e is not None else d for e, d in zip(expected, decoded, strict=True)])
         evidence = _evidence(probs, target_indices(recognizer.index, expected), path)
         out.append(LineEvidence(line.text, line.labels, decoded, crops, evidence, mapping))
     return out
