@@ -33,18 +33,26 @@ def normalised(piece: np.ndarray) -> np.ndarray:
     return 1.0 - out if out.mean() > 0.5 else out
 
 
+@lru_cache(maxsize=2)
+def _face(cjk: bool):
+    """The reference face, looked up and opened once (not once per character)."""
+    from PIL import ImageFont
+
+    from verirl.rewards.textpecker.synth import font_paths
+
+    return ImageFont.truetype(str(font_paths((REFERENCE_FACES[1 if cjk else 0],))[0]), _SIZE)
+
+
 @lru_cache(maxsize=8192)
 def reference_glyph(ch: str) -> np.ndarray:
     """``ch`` drawn in the reference face and cut like an OCR crop: its advance width by the rows a line of its script
     spans (crops come from lines trimmed to their ink rows), as CROP x CROP float32, ink high; blank for whitespace."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from verirl.rewards.textpecker.synth import font_paths
+    from PIL import Image, ImageDraw
 
     if ch.isspace():
         return np.zeros((CROP, CROP), dtype=np.float32)
     cjk = ord(ch) > 0x2E80
-    font = ImageFont.truetype(str(font_paths((REFERENCE_FACES[1 if cjk else 0],))[0]), _SIZE)
+    font = _face(cjk)
     ascent, descent = font.getmetrics()
     glyph = Image.new("L", (max(4, int(font.getlength(ch))), ascent + descent), 255)
     ImageDraw.Draw(glyph).text((0, 0), ch, fill=0, font=font)
