@@ -12,8 +12,8 @@ computes with a small learned classifier:
   outputs the probability that the glyph is structurally flawed (weights trained before the reference channel, with
   two input channels, still load and run without it);
 * it is trained on the synthesis engine (:mod:`.synth`, eight damage kinds from :mod:`.damage`) with the same OCR
-  crops and posteriors it sees at reward time (``verirl textpecker train-detector``, about 45-70 minutes on 2 CPU
-  cores); the weights ship with the package (``detector.safetensors``, ~0.7 MB).
+  crops and posteriors it sees at reward time (``verirl textpecker train-detector``, 40,000 lines per script, about 90
+  minutes on 2 CPU cores); the weights ship with the package (``detector.safetensors``, ~0.7 MB).
 
 :class:`EvidenceDetector` (thresholds on peak posterior and margin only) is kept as the model-free fallback and as
 the baseline the learned detector must beat. A detector maps one OCR line to the indices of its flagged characters.

@@ -93,7 +93,7 @@ def unread_share(lines: list[Any]) -> float:
 
 def run(
     out: Path,
-    n_train: int = 20000,
+    n_train: int = 40000,
     n_heldout: int = 800,
     n_per_damage: int = 150,
     epochs: int = 14,
