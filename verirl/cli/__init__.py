@@ -152,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--damage", default=None, help="comma-separated damage kinds (default: all)")
     tdet = tsub.add_parser("train-detector", parents=[common], help="train the character anomaly detector")
     tdet.add_argument("--out", required=True, help="directory for detector.safetensors and detector_metrics.json")
-    tdet.add_argument("--n-train", type=int, default=40000, help="training lines per script")
+    tdet.add_argument(
+        "--n-train", type=int, default=40000, help="training lines per script (40,000: ~16 GB of memory, 20,000: half)"
+    )
     tdet.add_argument("--n-heldout", type=int, default=800, help="held-out lines per script (all damage kinds)")
     tdet.add_argument("--n-per-damage", type=int, default=150, help="held-out lines per script and damage kind")
     tdet.add_argument("--epochs", type=int, default=14)
