@@ -291,6 +291,14 @@ def test_reference_glyphs_are_cut_like_crops_ink_high_and_cached():
     assert reference_glyph("a") is a  # rendered once
 
 
+def test_reference_chars_take_the_aligned_target_else_the_character_read():
+    from verirl.rewards.textpecker.reference import reference_chars
+
+    assert reference_chars("HFLO", ["H", "E", None, "O"]) == ["H", "E", "L", "O"]
+    assert reference_chars("ab", None) == ["a", "b"]
+    assert reference_chars("abc", ["x"]) == ["x", "b", "c"]  # shorter alignment: the rest as read
+
+
 def test_weights_from_before_the_reference_channel_still_load_and_score(tmp_path):
     from safetensors.torch import save_file
 

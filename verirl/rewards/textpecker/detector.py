@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from verirl.rewards.textpecker.ocr import OCRLine, ctc_path, peak_evidence
-from verirl.rewards.textpecker.reference import CROP, normalised, with_reference
+from verirl.rewards.textpecker.reference import CROP, normalised, reference_chars, with_reference
 
 CHANNELS = 3  # the character's crop, its context (with its neighbours) and the expected character's reference glyph
 # Flag a character above this probability unless the weights file names its own (chosen on validation lines in the
@@ -235,10 +235,7 @@ class LearnedDetector:
         if line.crop is None or line.posteriors is None:
             return []
         expected = target_indices(self.index, targets) if targets is not None else None
-        aligned = list(targets or [])[: len(line.text)]
-        aligned += [None] * (len(line.text) - len(aligned))
-        chars = [t if t is not None else ch for ch, t in zip(line.text, aligned, strict=True)]
-        p = self.probabilities(line.crop, line.posteriors, expected, line.path, chars)
+        p = self.probabilities(line.crop, line.posteriors, expected, line.path, reference_chars(line.text, targets))
         if len(p) != len(line.text):
             return []
         return [0.0 if ch.isspace() else float(v) for ch, v in zip(line.text, p, strict=True)]
@@ -306,7 +303,7 @@ def _read_chunk(lines: list[Any], recognizer: Any) -> list[LineEvidence]:
         decoded = "".join(recognizer.characters[c] for c, _, _ in path)
         mapping, expected = aligned_targets(decoded, line.text)
         crops = char_crops(array, probs, spans=[(a, b) for _, a, b in path])
-        crops = with_reference(crops, [e if e is not None else d for e, d in zip(expected, decoded, strict=True)])
+        crops = with_reference(crops, reference_chars(decoded, expected))
         evidence = _evidence(probs, target_indices(recognizer.index, expected), path)
         out.append(LineEvidence(line.text, line.labels, decoded, crops, evidence, mapping))
     return out
@@ -327,7 +324,6 @@ def train_detector(
                 labels.append(float(line.labels[i]))
     # from_numpy shares the stacked array (40,000 lines per script are ~5 GB of crops: no second copy)
     x, e, y = torch.from_numpy(np.stack(crops)), torch.from_numpy(np.stack(evidence)), torch.tensor(labels)
-    del crops
     model = _classifier()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
     steps = epochs * ((len(y) + 127) // 128)

@@ -64,6 +64,15 @@ def reference_glyph(ch: str) -> np.ndarray:
     return out
 
 
+def reference_chars(read: str, aligned: list[str | None] | None) -> list[str]:
+    """Per character of the ``read`` text, the character whose reference glyph it is compared with: the target's
+    character aligned to it (``aligned[i]``) where there is one, else the one read (one rule for training and
+    reward)."""
+    aligned = list(aligned or [])[: len(read)]
+    aligned += [None] * (len(read) - len(aligned))
+    return [t if t is not None else ch for ch, t in zip(read, aligned, strict=True)]
+
+
 def with_reference(crops: np.ndarray, chars: list[str]) -> np.ndarray:
     """(N, 2, CROP, CROP) crops -> (N, 3, CROP, CROP), channel 2 the reference glyph of ``chars[i]``."""
     out = np.zeros((len(crops), 3, CROP, CROP), dtype=np.float32)
