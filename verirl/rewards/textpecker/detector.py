@@ -6,14 +6,14 @@ computes with a small learned classifier:
 
 * the recogniser's CTC posteriors locate every decoded character in its line (the run of timesteps where it is the
   argmax) and give its peak posterior and its margin over the runner-up class;
-* :class:`CropClassifier`, a ~0.17M-parameter CNN, looks at each character's crop (cut at the midpoints between
+* :class:`CropClassifier`, a ~0.5M-parameter CNN, looks at each character's crop (cut at the midpoints between
   neighbouring characters' CTC positions, 32x32 grey), at its context (the same cut widened to its neighbours) and
   at the reference glyph of the character expected there (:mod:`.reference`), together with those numbers, and
   outputs the probability that the glyph is structurally flawed (weights trained before the reference channel, with
   two input channels, still load and run without it);
 * it is trained on the synthesis engine (:mod:`.synth`, eight damage kinds from :mod:`.damage`) with the same OCR
-  crops and posteriors it sees at reward time (``verirl textpecker train-detector``, 40,000 lines per script, about 90
-  minutes on 2 CPU cores); the weights ship with the package (``detector.safetensors``, ~0.7 MB).
+  crops and posteriors it sees at reward time (``verirl textpecker train-detector``, 40,000 lines per script, about two
+  hours on 2 CPU cores); the weights ship with the package (``detector.safetensors``, ~2 MB).
 
 :class:`EvidenceDetector` (thresholds on peak posterior and margin only) is kept as the model-free fallback and as
 the baseline the learned detector must beat. A detector maps one OCR line to the indices of its flagged characters.
@@ -157,11 +157,11 @@ def _classifier(channels: int = CHANNELS):
         def __init__(self) -> None:
             super().__init__()
             self.conv = nn.Sequential(
-                nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(64, 96, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(channels, 48, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(48, 96, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(96, 160, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             )  # fmt: skip
-            self.head = nn.Sequential(nn.Linear(96 * 16 + EVIDENCE, 64), nn.ReLU(), nn.Linear(64, 1))
+            self.head = nn.Sequential(nn.Linear(160 * 16 + EVIDENCE, 128), nn.ReLU(), nn.Linear(128, 1))
 
         def forward(self, crops: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
             x = nn.functional.dropout(self.conv(crops).flatten(1), 0.3, self.training)  # it overfits without

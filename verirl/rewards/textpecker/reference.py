@@ -1,7 +1,7 @@
 """Character crops as the anomaly detector sees them, and the reference glyph it compares each one with.
 
 The paper's recogniser (TextPecker, arXiv 2602.20903) is an 8B VLM that knows what every character should look like.
-Our CNN is small (~0.17M parameters) and cannot memorise the shape of thousands of Chinese characters, so a stray
+Our CNN is small (~0.5M parameters) and cannot memorise the shape of thousands of Chinese characters, so a stray
 stroke, a missing part or a mirrored hanzi can look like just another character to it. Our design: beside the
 glyph's crop and its context, the detector gets a third channel, the character the target text expects there (or,
 where none is aligned, the one the OCR read) rendered in a fixed reference face and cut the way crops are cut. The
