@@ -317,6 +317,28 @@ def test_weights_from_before_the_reference_channel_still_load_and_score(tmp_path
     assert not np.allclose(new.classify(changed, evidence), new.classify(crops, evidence))
 
 
+def test_weights_of_the_narrower_network_still_load_and_score(tmp_path):
+    from safetensors.torch import save_file
+
+    from verirl.rewards.textpecker.detector import CHANNELS, EVIDENCE, WIDTHS, LearnedDetector, _classifier
+
+    path = tmp_path / "narrow.safetensors"
+    save_file(_classifier(CHANNELS, (32, 64, 96, 64)).state_dict(), str(path), metadata={"threshold": "0.8"})
+    old, new = LearnedDetector(path), LearnedDetector()
+    assert old.model.head[0].out_features == 64 and old.model.conv[6].out_channels == 96
+    assert (new.model.conv[0].out_channels, new.model.conv[6].out_channels, new.model.head[0].out_features) == (
+        WIDTHS[0],
+        WIDTHS[2],
+        WIDTHS[3],
+    )
+    assert (
+        sum(p.numel() for p in old.model.parameters()) < 0.2e6 < 0.4e6 < sum(p.numel() for p in new.model.parameters())
+    )
+    crops = np.random.default_rng(0).random((4, CHANNELS, 32, 32), dtype=np.float32)
+    scores = old.classify(crops, np.ones((4, EVIDENCE), dtype=np.float32))
+    assert scores.shape == (4,) and np.isfinite(scores).all()
+
+
 def test_train_detector_with_weights_rechooses_the_threshold_and_keeps_the_tensors(tmp_path, monkeypatch):
     pytest.importorskip("paddleocr", reason="the ocr extra is not installed")
     from safetensors import safe_open

@@ -9,8 +9,8 @@ computes with a small learned classifier:
 * :class:`CropClassifier`, a ~0.5M-parameter CNN, looks at each character's crop (cut at the midpoints between
   neighbouring characters' CTC positions, 32x32 grey), at its context (the same cut widened to its neighbours) and
   at the reference glyph of the character expected there (:mod:`.reference`), together with those numbers, and
-  outputs the probability that the glyph is structurally flawed (weights trained before the reference channel, with
-  two input channels, still load and run without it);
+  outputs the probability that the glyph is structurally flawed (weights trained by earlier versions, with two
+  input channels or the 0.17M network's narrower layers, still load: the layout is read from the file);
 * it is trained on the synthesis engine (:mod:`.synth`, eight damage kinds from :mod:`.damage`) with the same OCR
   crops and posteriors it sees at reward time (``verirl textpecker train-detector``, 40,000 lines per script, about two
   hours on 2 CPU cores); the weights ship with the package (``detector.safetensors``, ~2 MB).
@@ -149,19 +149,24 @@ def _evidence(
 # ------------------------------------------------------------------------------------------------------ classifier
 
 
-def _classifier(channels: int = CHANNELS):
+WIDTHS = (48, 96, 160, 128)  # the three convolutions' channels and the head's hidden units (0.17M: 32, 64, 96, 64)
+
+
+def _classifier(channels: int = CHANNELS, widths: tuple[int, int, int, int] = WIDTHS):
     import torch
     from torch import nn
+
+    c1, c2, c3, hidden = widths
 
     class CropClassifier(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.conv = nn.Sequential(
-                nn.Conv2d(channels, 48, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(48, 96, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(96, 160, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(channels, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             )  # fmt: skip
-            self.head = nn.Sequential(nn.Linear(160 * 16 + EVIDENCE, 128), nn.ReLU(), nn.Linear(128, 1))
+            self.head = nn.Sequential(nn.Linear(c3 * 16 + EVIDENCE, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
         def forward(self, crops: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
             x = nn.functional.dropout(self.conv(crops).flatten(1), 0.3, self.training)  # it overfits without
@@ -182,6 +187,18 @@ def classify(model: Any, crops: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model(torch.from_numpy(crops), torch.from_numpy(evidence))).numpy()
 
 
+def _architecture(state: dict[str, Any]) -> tuple[int, tuple[int, int, int, int]]:
+    """Input channels and widths of the network a weights file was saved from, so weights trained by an earlier
+    version (two input channels, or the 0.17M network's narrower layers) still load."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    try:
+        channels = shapes["conv.0.weight"][1]
+        widths = (shapes["conv.0.weight"][0], shapes["conv.3.weight"][0], shapes["conv.6.weight"][0])
+        return channels, (*widths, shapes["head.0.weight"][0])
+    except (KeyError, IndexError):
+        return CHANNELS, WIDTHS  # not our network's layout: load_state_dict names what is missing
+
+
 def input_channels(model: Any) -> int:
     return int(model.conv[0].in_channels)
 
@@ -198,8 +215,7 @@ class LearnedDetector:
         from safetensors import safe_open
 
         state = load_file(str(path))
-        conv = state.get("conv.0.weight")
-        self.model = _classifier(int(conv.shape[1]) if conv is not None else CHANNELS)
+        self.model = _classifier(*_architecture(state))
         self.model.load_state_dict(state)
         self.model.eval()
         with safe_open(str(path), "pt") as f:  # the threshold chosen on validation when the weights were trained
