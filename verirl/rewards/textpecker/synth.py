@@ -9,7 +9,7 @@ make as distortion, blurriness and misalignment besides missing and extra stroke
 Ours: the paper's stroke edits are one of eight damage kinds (:mod:`.damage`: strokes, missing parts, spurious
 strokes, distortion, local blur/smear, misalignment, fused glyphs, mirrored glyphs), each damaged character gets one
 kind; every damaged glyph differs visibly from the clean one. So that the detector learns glyph structure, not the
-renderer, whole lines vary in font (20 Latin and 5 CJK training faces of several designs; held-out fonts are other
+renderer, whole lines vary in font (36 Latin and 5 CJK training faces of several designs; held-out fonts are other
 designs), size, colours, backgrounds, noise, blur, JPEG, scale, shear and perspective (:mod:`.appearance`) whatever
 their labels. One line = one image (OCR crops one line at a time).
 """
