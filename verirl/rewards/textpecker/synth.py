@@ -259,7 +259,8 @@ def synthesize(
     damage: tuple[str, ...] = DAMAGE_TYPES,
 ) -> list[SynthLine]:
     """``n`` lines of ``script`` ("en" or "zh") in ``fonts`` (default: the script's training fonts); damaged
-    characters get one kind each from ``damage`` (default: all of :data:`~.damage.DAMAGE_TYPES`)."""
+    characters get one kind each from ``damage`` (default: all of :data:`~.damage.DAMAGE_TYPES`; a kind named twice
+    is drawn twice as often)."""
     if script not in SCRIPTS:
         raise ValueError(f"script: expected one of {', '.join(SCRIPTS)}, got {script!r}")
     unknown = sorted(set(damage) - set(DAMAGE_TYPES))
