@@ -214,6 +214,20 @@ def test_synth_damage_kinds_label_as_named():
         synthesize(1, 0, damage=("melt",))
 
 
+def test_synth_draws_a_kind_named_twice_twice_as_often():
+    from collections import Counter
+
+    from verirl.rewards.textpecker.synth import synthesize
+
+    def drawn(damage: tuple[str, ...]) -> Counter:
+        lines = synthesize(100, seed=5, p_edit=0.5, damage=damage)
+        return Counter(edits[0].split(":")[0] for line in lines for edits in line.edits if edits)
+
+    once, twice = drawn(("blur", "spurious")), drawn(("blur", "spurious", "spurious"))
+    assert 0.7 < once["spurious"] / once["blur"] < 1.4
+    assert twice["spurious"] / twice["blur"] > 1.6
+
+
 def test_training_and_heldout_fonts_are_installed_and_disjoint():
     from verirl.rewards.textpecker.synth import (
         HELDOUT_FONTS,
