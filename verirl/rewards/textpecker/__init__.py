@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,6 +32,15 @@ ANOMALY_COUNTS = ("flags", "expected")
 # target characters the OCR did not read: "anomaly" counts each as a flawed character (the paper's recogniser writes
 # <#> for a glyph too flawed to read; an OCR drops it), "ignore" scores only what was read (:mod:`.score`)
 UNREAD = ("anomaly", "ignore")
+
+# the numeric options: what each accepts, and how its one-line error says so
+_NUMBER_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "semantic_weight": (lambda v: v >= 0, ">= 0"),
+    "structural_weight": (lambda v: v >= 0, ">= 0"),
+    "omega": (lambda v: v >= 0, ">= 0"),
+    "threshold": (lambda v: 0 < v < 1, "between 0 and 1 (a flag probability)"),
+    "tie_break": (lambda v: 0 <= v < 1, ">= 0 and < 1 (a share of the reward)"),
+}
 
 
 @dataclass
@@ -71,21 +81,15 @@ class TextPecker:
         for name, value in numbers.items():  # a recipe's YAML can hold anything
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"textpecker: {name} must be a finite number, got {value!r}")
-        for name, value in (("semantic_weight", semantic_weight), ("structural_weight", structural_weight)):
-            if value < 0:
-                raise ValueError(f"textpecker: {name} must be >= 0, got {value}")
-        if omega < 0:
-            raise ValueError(f"textpecker: omega must be >= 0, got {omega}")
+            in_range, expected = _NUMBER_RANGES[name]
+            if not in_range(value):
+                raise ValueError(f"textpecker: {name} must be {expected}, got {value}")
         if anomaly_count not in ANOMALY_COUNTS:
             choices = ", ".join(ANOMALY_COUNTS)
             raise ValueError(f"textpecker: anomaly_count must be one of {choices}, got {anomaly_count!r}")
         if unread not in UNREAD:
             raise ValueError(f"textpecker: unread must be one of {', '.join(UNREAD)}, got {unread!r}")
         self.semantic_weight, self.structural_weight, self.omega = semantic_weight, structural_weight, omega
-        if threshold is not None and not 0 < threshold < 1:
-            raise ValueError(f"textpecker: threshold must be between 0 and 1 (a flag probability), got {threshold}")
-        if not 0 <= tie_break < 1:
-            raise ValueError(f"textpecker: tie_break must be >= 0 and < 1 (a share of the reward), got {tie_break}")
         self.anomaly_count, self.threshold, self.unread, self.tie_break = anomaly_count, threshold, unread, tie_break
         self._backend, self._detector, self._limit = backend, detector, limit_side_len
         self._lock = threading.Lock()
